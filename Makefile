@@ -1,0 +1,27 @@
+# One-command entry points. `make demo` and `make test` each set up .venv first.
+PYTHON ?= python3.12
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+setup: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+
+demo: setup
+	$(BIN)/python -m wsiarray demo
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m benchmarks --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info

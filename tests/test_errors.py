@@ -1,0 +1,142 @@
+"""Bad input gets a specific wsiarray error with a message a person can act on."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+import wsiarray as wa
+from tests.conftest import real_slide
+
+SMALL_SVS = "aperio/CMU-1-Small-Region.svs"
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.svs"
+    with pytest.raises(wa.SlideNotFoundError, match="no such file") as info:
+        wa.open(missing)
+    assert isinstance(info.value, FileNotFoundError)
+    assert str(missing) in str(info.value)
+
+
+def test_directory(tmp_path: Path) -> None:
+    with pytest.raises(wa.UnsupportedFormatError, match="is a directory"):
+        wa.open(tmp_path)
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.svs"
+    empty.touch()
+    with pytest.raises(wa.UnsupportedFormatError, match="is empty"):
+        wa.open(empty)
+
+
+def test_text_file_renamed_svs(tmp_path: Path) -> None:
+    fake = tmp_path / "notes.svs"
+    fake.write_text("these are my notes, not a slide\n" * 20)
+    with pytest.raises(wa.UnsupportedFormatError) as info:
+        wa.open(fake)
+    message = str(info.value)
+    for reader in ("tifffile", "openslide", "pil"):
+        assert f"{reader}: does not recognise" in message
+    assert isinstance(info.value, ValueError)
+
+
+def test_unknown_reader() -> None:
+    with pytest.raises(
+        wa.ReaderUnavailableError, match="available readers: tifffile, openslide, pil"
+    ):
+        wa.open(real_slide(SMALL_SVS), reader="bioformats")
+
+
+def test_named_reader_that_cannot_read(tmp_path: Path) -> None:
+    png = tmp_path / "plain.png"
+    from PIL import Image
+
+    Image.new("RGB", (10, 10)).save(png)
+    with pytest.raises(wa.UnsupportedFormatError, match="OpenSlide cannot open it"):
+        wa.open(png, reader="openslide")
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.9, 0.99])
+def test_truncated_file(tmp_path: Path, fraction: float) -> None:
+    data = real_slide(SMALL_SVS).read_bytes()
+    cut = tmp_path / "cut.svs"
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(wa.TruncatedFileError, match="is truncated") as info:
+        wa.open(cut)
+    assert f"{cut.stat().st_size:,} bytes" in str(info.value)
+
+
+def test_truncated_level_data(tmp_path: Path) -> None:
+    """Directories intact but tile data past the end: refused at open, not at read."""
+    path = tmp_path / "short.tif"
+    tifffile.imwrite(path, np.zeros((512, 512, 3), np.uint8), tile=(256, 256), compression="zlib")
+    data = path.read_bytes()
+    with tifffile.TiffFile(path) as tif:
+        last_tile_start = max(tif.pages.first.dataoffsets)
+        ifd = tif.pages.first.offset
+    assert ifd < last_tile_start, "tifffile writes the directory first"
+    path.write_bytes(data[: last_tile_start + 5])
+    with pytest.raises(wa.TruncatedFileError, match="image data reaches byte"):
+        wa.open(path)
+
+
+def _corrupt_tile(tmp_path: Path, tile: int, how: str) -> Path:
+    source = real_slide(SMALL_SVS)
+    target = tmp_path / "corrupt.svs"
+    shutil.copyfile(source, target)
+    with tifffile.TiffFile(target) as tif:
+        offset = tif.pages.first.dataoffsets[tile]
+        count = tif.pages.first.databytecounts[tile]
+    data = bytearray(target.read_bytes())
+    if how == "garbage":
+        data[offset : offset + count] = (
+            np.random.default_rng(0).integers(0, 256, count, np.uint8).tobytes()
+        )
+    else:  # the second half zeroed, as a partly written file looks
+        data[offset + count // 2 : offset + count] = bytes(count - count // 2)
+    target.write_bytes(bytes(data))
+    return target
+
+
+@pytest.mark.parametrize("how", ["garbage", "zeroed_tail"])
+def test_corrupt_tile_fails_on_read_naming_the_tile(tmp_path: Path, how: str) -> None:
+    path = _corrupt_tile(tmp_path, tile=5, how=how)  # row 0, column 5 of a 10-column grid
+    slide = wa.open(path, chunks=240)  # opening reads headers only: no error yet
+    image = slide.image(0)
+    assert image[:240, :240].values.shape == (240, 240, 3)  # other tiles still read
+    with pytest.raises(wa.CorruptTileError) as info:
+        image[:240, 1200:1440].to_numpy()
+    message = str(info.value)
+    assert str(path) in message
+    assert "row 0, column 5 of level 0" in message
+
+
+def test_corrupt_tile_fails_through_openslide_reader_too(tmp_path: Path) -> None:
+    path = _corrupt_tile(tmp_path, tile=5, how="zeroed_tail")
+    slide = wa.open(path, reader="openslide", chunks=720)  # store chunks: 3 x 240-px tiles
+    with pytest.raises(wa.CorruptTileError, match=r"column 1 \(pixels y=0, x=720\) of level 0"):
+        slide.image(0)[:240, 1200:1440].to_numpy()
+    # OpenSlide poisons a handle after an error; the reader reopens it, so other tiles still read
+    assert slide.image(0)[:240, :240].values.shape == (240, 240, 3)
+
+
+def test_level_out_of_range() -> None:
+    slide = wa.open(real_slide(SMALL_SVS))
+    with pytest.raises(wa.LevelError, match=r"has 1 level\(s\) \(0..0\)"):
+        slide.image(3)
+
+
+def test_pixel_budget_for_plain_images(tmp_path: Path) -> None:
+    from PIL import Image
+
+    png = tmp_path / "big.png"
+    Image.new("RGB", (300, 200)).save(png)
+    with pytest.raises(wa.PixelBudgetError, match="60,000 pixels, more than the budget of 1,000"):
+        wa.open(png, reader_options={"max_pixels": 1000})
+    assert wa.open(png).dimensions == (200, 300)

@@ -1,0 +1,164 @@
+"""Synthetic files written with tifffile and Pillow: odd geometry, codecs, bands and dtypes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+import wsiarray as wa
+
+
+def _pattern(height: int, width: int, bands: int, dtype: str = "uint8") -> np.ndarray:
+    """Deterministic content that differs in every pixel and band (so misplaced tiles show)."""
+    y, x, c = np.mgrid[0:height, 0:width, 0:bands]
+    values = (y * 7 + x * 13 + c * 101) % (256 if dtype == "uint8" else 65521)
+    return values.astype(dtype)
+
+
+def _write_pyramid(
+    path: Path,
+    levels: list[np.ndarray],
+    *,
+    tile: int,
+    compression: str | None,
+    ome: bool = False,
+    resolution: tuple[float, float] | None = None,
+    photometric: str | None = None,
+) -> None:
+    options = {"tile": (tile, tile), "compression": compression, "photometric": photometric}
+    if compression == "jpeg2000":
+        options["compressionargs"] = {"reversible": True}  # lossless
+    if resolution:
+        options |= {"resolution": resolution, "resolutionunit": "CENTIMETER"}
+    with tifffile.TiffWriter(path, ome=ome) as tif:
+        tif.write(levels[0], subifds=len(levels) - 1, **options)
+        for level in levels[1:]:
+            tif.write(level, subfiletype=1, **options)
+
+
+@pytest.mark.parametrize(
+    "compression", ["zlib", "lzw", "jpeg2000", None], ids=["deflate", "lzw", "jpeg2000", "raw"]
+)
+def test_odd_sized_pyramid_round_trips_exactly(tmp_path: Path, compression: str | None) -> None:
+    """Odd sizes, edge tiles and a non-power-of-two downsample (3), lossless codecs."""
+    base = _pattern(1001, 777, 3)
+    levels = [base, base[::3, ::3].copy(), base[::9, ::9].copy()]
+    path = tmp_path / "odd.ome.tif"
+    _write_pyramid(path, levels, tile=128, compression=compression, ome=True)
+    slide = wa.open(path)
+    assert slide.level_dimensions == ((1001, 777), (334, 259), (112, 87))
+    assert slide.tree["level1"].attrs["downsample_x"] == 777 / 259
+    for level, expected in enumerate(levels):
+        np.testing.assert_array_equal(slide.image(level).values, expected)
+    # an edge tile crossing both the right and bottom borders
+    np.testing.assert_array_equal(slide.image(0)[990:, 700:].values, base[990:, 700:])
+
+
+def test_missing_resolution_gives_pixel_coordinates(tmp_path: Path) -> None:
+    path = tmp_path / "nompp.tif"
+    _write_pyramid(path, [_pattern(300, 400, 3)], tile=64, compression="zlib")
+    slide = wa.open(path)
+    assert slide.metadata.format == "generic-tiff"
+    assert slide.mm_x is None
+    assert slide.magnification is None
+    image = slide.image(0)
+    assert image.x.attrs["units"] == "base_pixels"
+    np.testing.assert_allclose(image.x.values[:2], [0.5, 1.5])
+
+
+def test_resolution_tags_give_mm_and_derived_magnification(tmp_path: Path) -> None:
+    path = tmp_path / "res.tif"
+    _write_pyramid(
+        path, [_pattern(256, 256, 3)], tile=64, compression="zlib", resolution=(40000.0, 40000.0)
+    )
+    slide = wa.open(path)
+    assert slide.mm_x == pytest.approx(10 / 40000)  # 0.25 µm
+    assert slide.magnification == pytest.approx(40.0)
+    assert slide.metadata.magnification_derived
+
+
+def test_rgba_keeps_alpha_band(tmp_path: Path) -> None:
+    path = tmp_path / "rgba.tif"
+    data = _pattern(200, 300, 4)
+    tifffile.imwrite(
+        path,
+        data,
+        tile=(64, 64),
+        photometric="rgb",
+        extrasamples=["unassalpha"],
+        compression="zlib",
+    )
+    slide = wa.open(path)
+    assert slide.metadata.channels == ("R", "G", "B", "A")
+    np.testing.assert_array_equal(slide.image(0).values, data)
+
+
+def test_sixteen_bit_single_channel(tmp_path: Path) -> None:
+    path = tmp_path / "grey16.tif"
+    data = _pattern(300, 200, 1, "uint16")[..., 0]
+    tifffile.imwrite(path, data, tile=(64, 64), compression="zlib")
+    slide = wa.open(path)
+    image = slide.image(0)
+    assert image.dtype == np.uint16
+    assert list(image.c.values) == ["L"]
+    np.testing.assert_array_equal(image.values[..., 0], data)
+
+
+def test_multichannel_ome_uses_channel_names(tmp_path: Path) -> None:
+    path = tmp_path / "fluo.ome.tif"
+    data = np.moveaxis(_pattern(128, 160, 3, "uint16"), -1, 0)  # CYX
+    metadata = {
+        "axes": "CYX",
+        "Channel": {"Name": ["DAPI", "CD3", "PanCK"]},
+        "PhysicalSizeX": 0.5,
+        "PhysicalSizeY": 0.5,
+    }
+    tifffile.imwrite(path, data, tile=(64, 64), compression="zlib", metadata=metadata, ome=True)
+    slide = wa.open(path)
+    assert slide.metadata.channels == ("DAPI", "CD3", "PanCK")
+    assert slide.mm_x == pytest.approx(0.0005)
+    np.testing.assert_array_equal(slide.image(0).values, np.moveaxis(data, 0, -1))
+
+
+def test_z_stacks_are_refused_with_a_reason(tmp_path: Path) -> None:
+    path = tmp_path / "zstack.ome.tif"
+    tifffile.imwrite(path, np.zeros((3, 64, 64), np.uint8), metadata={"axes": "ZYX"}, ome=True)
+    with pytest.raises(wa.UnsupportedFormatError, match="Z=3"):
+        wa.open(path)
+
+
+@pytest.mark.parametrize(("mode", "bands"), [("RGB", 3), ("RGBA", 4), ("L", 1)])
+def test_plain_png_is_a_one_level_slide(tmp_path: Path, mode: str, bands: int) -> None:
+    data = _pattern(1500, 1100, bands)
+    path = tmp_path / f"plain-{mode}.png"
+    Image.fromarray(data[..., 0] if bands == 1 else data, mode).save(path)
+    slide = wa.open(path)
+    assert slide.metadata.reader == "pil"
+    assert slide.metadata.format == "png"
+    assert slide.level_count == 1
+    assert slide.mm_x is None
+    np.testing.assert_array_equal(slide.image(0).values, data)
+    np.testing.assert_array_equal(slide.image(0)[1000:, 1050:].values, data[1000:, 1050:])
+
+
+def test_plain_jpeg(tmp_path: Path) -> None:
+    data = _pattern(300, 500, 3)
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(data).save(path, quality=95)
+    slide = wa.open(path)
+    with Image.open(path) as image:
+        np.testing.assert_array_equal(slide.image(0).values, np.asarray(image.convert("RGB")))
+
+
+def test_truncated_png_fails_on_read(tmp_path: Path) -> None:
+    path = tmp_path / "cut.png"
+    Image.fromarray(_pattern(500, 500, 3)).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    slide = wa.open(path)
+    with pytest.raises(wa.CorruptTileError, match="cannot be decoded"):
+        slide.image(0).to_numpy()

@@ -1,0 +1,95 @@
+"""The native entry points: :func:`open` and :func:`open_datatree`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import xarray as xr
+
+from wsiarray.slide import Slide
+from wsiarray.sources import SourceSpec, cached_source, open_source
+from wsiarray.tree import ChunksLike, build_tree
+
+__all__ = ["open", "open_datatree"]
+
+
+def open(
+    path: str | os.PathLike[str],
+    /,
+    *,
+    reader: str = "auto",
+    chunks: ChunksLike = None,
+    reader_options: Mapping[str, Any] | None = None,
+) -> Slide:
+    """Open a whole-slide image as a :class:`Slide` of lazy dask levels.
+
+    Only headers are read; pixels are decoded when a computation asks for them.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The slide file (for MIRAX the ``.mrxs`` file, for DICOM WSI one instance file).
+    reader : {"auto", "tifffile", "openslide", "pil"} or str, optional
+        Which reader to use. ``"auto"`` (default) picks by the file's content: tifffile for
+        TIFF-family files, OpenSlide for what it recognises, Pillow for plain images.
+    chunks : int or (int, int), optional
+        Dask chunk side in pixels (rounded to whole native tiles); default 4096.
+    reader_options : mapping, optional
+        Passed to the reader, e.g. ``{"series": 1}`` for tifffile or ``{"max_pixels": N}``
+        for Pillow.
+
+    Returns
+    -------
+    Slide
+
+    Raises
+    ------
+    SlideNotFoundError
+        ``path`` does not exist.
+    UnsupportedFormatError
+        No reader can open the file (the message says what each reader answered), or the
+        path is a directory.
+    TruncatedFileError
+        The file is cut short.
+
+    Examples
+    --------
+    >>> import wsiarray as wa
+    >>> slide = wa.open(wa.datasets.sample_slide())
+    >>> slide.tree["level0"].image.dims
+    ('y', 'x', 'c')
+    """
+    source = open_source(path, reader=reader, options=reader_options)
+    spec = SourceSpec.create(source.path, source.name, source.options)
+    cached_source(spec, source)
+    return _slide_from(spec, source.metadata, chunks)
+
+
+def _slide_from(spec: SourceSpec, metadata: Any, chunks: ChunksLike) -> Slide:
+    return Slide(build_tree(spec, metadata, chunks=chunks), metadata, spec, chunks)
+
+
+def _open_spec(spec: SourceSpec, chunks: ChunksLike) -> Slide:
+    """Rebuild a pickled :class:`Slide` from its spec (reopening the file in this process)."""
+    return _slide_from(spec, cached_source(spec).metadata, chunks)
+
+
+def open_datatree(
+    path: str | os.PathLike[str],
+    /,
+    *,
+    reader: str = "auto",
+    chunks: ChunksLike = None,
+    reader_options: Mapping[str, Any] | None = None,
+) -> xr.DataTree:
+    """Open a whole-slide image as an :class:`xarray.DataTree`; see :func:`open` for parameters.
+
+    Returns
+    -------
+    xarray.DataTree
+        ``/level0`` ... ``/levelN`` (``image`` variable, dims ``(y, x, c)``, mm coordinates)
+        and ``/associated/<name>``.
+    """
+    return open(path, reader=reader, chunks=chunks, reader_options=reader_options).tree

@@ -1,0 +1,66 @@
+"""The exceptions wsiarray raises.
+
+Every error is a :class:`WsiArrayError` and also the builtin exception a caller would
+expect (``FileNotFoundError``, ``ValueError``, ...), so ``except FileNotFoundError`` keeps
+working. Messages name the file and say what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptTileError",
+    "LevelError",
+    "MissingResolutionError",
+    "PixelBudgetError",
+    "ReaderUnavailableError",
+    "RegionError",
+    "SlideNotFoundError",
+    "TruncatedFileError",
+    "UnitError",
+    "UnsupportedFormatError",
+    "WsiArrayError",
+]
+
+
+class WsiArrayError(Exception):
+    """Base class of every error raised by wsiarray."""
+
+
+class SlideNotFoundError(WsiArrayError, FileNotFoundError):
+    """The path does not exist."""
+
+
+class UnsupportedFormatError(WsiArrayError, ValueError):
+    """No reader can open the file; the message lists each reader tried and why it refused."""
+
+
+class TruncatedFileError(WsiArrayError, OSError):
+    """The file ends before the image data its header points to."""
+
+
+class CorruptTileError(WsiArrayError, OSError):
+    """A tile could not be read or decoded; the message names the file, level and tile."""
+
+
+class LevelError(WsiArrayError, IndexError):
+    """A pyramid level that the slide does not have was asked for."""
+
+
+class MissingResolutionError(WsiArrayError, ValueError):
+    """A physical unit (mm, µm, magnification) was asked for but the slide has no pixel size."""
+
+
+class RegionError(WsiArrayError, ValueError):
+    """A region lies outside the slide or is empty."""
+
+
+class UnitError(WsiArrayError, ValueError):
+    """An unknown unit name was given."""
+
+
+class PixelBudgetError(WsiArrayError, MemoryError):
+    """A request would allocate more pixels than the configured budget allows."""
+
+
+class ReaderUnavailableError(WsiArrayError, ImportError):
+    """The reader asked for is not installed or not registered."""

@@ -1,0 +1,164 @@
+"""Pure parsers: vendor metadata (strings, XML, TIFF tag values) to normalised values.
+
+No file IO here. Pixel sizes come out in millimetres per pixel.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+
+__all__ = [
+    "MM_PER_UNIT",
+    "aperio_fields",
+    "magnification_or_derived",
+    "mm_from_mpp",
+    "mm_from_resolution",
+    "ome_pixel_metadata",
+    "parse_color",
+    "philips_mm",
+    "qptiff_channel_name",
+]
+
+#: Millimetres per unit of length, for the unit spellings found in slide metadata.
+MM_PER_UNIT: Mapping[str, float] = {
+    "nm": 1e-6,
+    "µm": 1e-3,
+    "μm": 1e-3,
+    "um": 1e-3,
+    "micron": 1e-3,
+    "mm": 1.0,
+    "cm": 10.0,
+    "m": 1e3,
+}
+
+#: TIFF ResolutionUnit values: 2 = inch, 3 = centimetre (1 = no unit, ignored).
+_MM_PER_TIFF_UNIT = {2: 25.4, 3: 10.0}
+
+#: Fewer pixels per unit than this is a placeholder, not a scan resolution (large_image's rule).
+MIN_PLAUSIBLE_PIXELS_PER_UNIT = 100
+
+
+def mm_from_mpp(mpp_x: object, mpp_y: object = None) -> tuple[float | None, float | None]:
+    """Convert micrometres per pixel (numbers or strings) to millimetres per pixel.
+
+    A missing, non-numeric, zero or negative value gives ``None``. A missing ``mpp_y``
+    copies ``mpp_x``.
+    """
+    x = _positive_float(mpp_x)
+    y = _positive_float(mpp_y) if mpp_y is not None else x
+    return (x / 1000 if x else None, y / 1000 if y else None)
+
+
+def mm_from_resolution(
+    unit: int | None, x_resolution: float | None, y_resolution: float | None
+) -> tuple[float | None, float | None]:
+    """Millimetres per pixel from TIFF resolution tags, only when plausible.
+
+    Tags with no unit, or fewer than 100 pixels per unit, are placeholders written by
+    software that did not know the pixel size and are ignored (as large_image does).
+    """
+    mm_per_unit = _MM_PER_TIFF_UNIT.get(int(unit)) if unit is not None else None
+    if mm_per_unit is None:
+        return None, None
+    result = []
+    for resolution in (x_resolution, y_resolution):
+        value = _positive_float(resolution)
+        plausible = value is not None and value >= MIN_PLAUSIBLE_PIXELS_PER_UNIT
+        result.append(mm_per_unit / value if plausible and value else None)
+    return result[0], result[1]
+
+
+def aperio_fields(description: str) -> dict[str, str]:
+    """Return the ``key = value`` fields of an Aperio ImageDescription.
+
+    Examples
+    --------
+    >>> aperio_fields("Aperio Image Library v10\\r\\n2220x2967 (240x240) JPEG/RGB Q=70|AppMag = 20|MPP = 0.499")
+    {'AppMag': '20', 'MPP': '0.499'}
+    """
+    fields = {}
+    for part in description.split("|")[1:]:
+        key, sep, value = part.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def magnification_or_derived(objective: object, mm_x: float | None) -> tuple[float | None, bool]:
+    """Return ``(magnification, derived)``.
+
+    The objective power from the file wins; without it, and with a known pixel size, the
+    magnification is derived as ``0.01 / mm_x`` (10x is 1 µm per pixel) and ``derived`` is
+    true; with neither, ``(None, False)``.
+    """
+    power = _positive_float(objective)
+    if power is not None:
+        return power, False
+    if mm_x is not None:
+        return 0.01 / mm_x, True
+    return None, False
+
+
+def ome_pixel_metadata(
+    xml: str,
+) -> tuple[float | None, float | None, float | None, tuple[str, ...]]:
+    """Read ``(mm_x, mm_y, objective magnification, channel names)`` of an OME-XML's first image."""
+    root = ET.fromstring(xml)
+    ns = {"ome": root.tag.split("}")[0].strip("{")} if root.tag.startswith("{") else {}
+    prefix = "ome:" if ns else ""
+    pixels = root.find(f".//{prefix}Image/{prefix}Pixels", ns)
+    if pixels is None:
+        return None, None, None, ()
+    sizes = []
+    for axis in "XY":
+        value = _positive_float(pixels.get(f"PhysicalSize{axis}"))
+        unit = pixels.get(f"PhysicalSize{axis}Unit", "µm")
+        factor = MM_PER_UNIT.get(unit)
+        sizes.append(value * factor if value is not None and factor else None)
+    names = tuple(ch.get("Name") or "" for ch in pixels.findall(f"{prefix}Channel", ns))
+    objective = root.find(f".//{prefix}Instrument/{prefix}Objective", ns)
+    power = (
+        _positive_float(objective.get("NominalMagnification")) if objective is not None else None
+    )
+    return sizes[0], sizes[1], power, names
+
+
+def qptiff_channel_name(description: str) -> str | None:
+    """Return the channel ``Name`` from one page's PerkinElmer QPTIFF XML description."""
+    match = re.search(r"<Name>([^<]*)</Name>", description)
+    return match.group(1).strip() if match else None
+
+
+def philips_mm(xml: str) -> tuple[float | None, float | None]:
+    """Millimetres per pixel of level 0 from a Philips TIFF's DICOM_PIXEL_SPACING attribute.
+
+    Philips writes ``"row spacing" "column spacing"`` in mm; the first occurrence is level 0.
+    """
+    match = re.search(r'Name="DICOM_PIXEL_SPACING"[^>]*>([^<]*)<', xml)
+    if not match:
+        return None, None
+    values = [_positive_float(v) for v in re.findall(r'"([^"]+)"', match.group(1))]
+    if len(values) < 2:
+        return None, None
+    return values[1], values[0]
+
+
+def parse_color(
+    value: str | None, default: tuple[int, int, int] = (255, 255, 255)
+) -> tuple[int, int, int]:
+    """Parse ``"RRGGBB"`` or ``"#RRGGBB"`` into an RGB tuple; anything else gives ``default``."""
+    text = (value or "").lstrip("#")
+    if not re.fullmatch(r"[0-9a-fA-F]{6}", text):
+        return default
+    return (int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16))
+
+
+def _positive_float(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None

@@ -1,0 +1,182 @@
+"""Reader for every format OpenSlide opens (MIRAX, VMS/VMU, DICOM WSI, and the TIFF vendors).
+
+Levels are served by a :class:`~wsiarray.sources._store.ChunkStore` whose chunks are
+``read_region`` calls. OpenSlide returns RGBA whose alpha only marks where the scanner
+wrote no data; wsiarray composites it over OpenSlide's background colour and serves RGB.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, override
+
+import numpy as np
+
+from wsiarray.errors import CorruptTileError, ReaderUnavailableError, UnsupportedFormatError
+from wsiarray.sources import _vendor
+from wsiarray.sources._base import AssociatedInfo, LevelInfo, SlideMetadata, SlideSource
+from wsiarray.sources._store import ArraySpec, ChunkStore
+
+if TYPE_CHECKING:
+    import openslide
+
+__all__ = ["OpenSlideSource", "composite_over"]
+
+#: A store chunk spans whole native tiles and at least this many pixels a side, so that one
+#: ``read_region`` call is not spent on an 8-row NDPI strip.
+MIN_CHUNK = 512
+DEFAULT_TILE = 256
+
+
+def _import_openslide() -> Any:
+    try:
+        import openslide
+    except ImportError as exc:  # pragma: no cover - openslide-bin is a dependency
+        msg = 'the openslide reader needs OpenSlide: pip install "openslide-python" "openslide-bin"'
+        raise ReaderUnavailableError(msg) from exc
+    return openslide
+
+
+def composite_over(rgba: np.ndarray, background: tuple[int, ...]) -> np.ndarray:
+    """Composite non-premultiplied RGBA over an opaque background colour, giving RGB uint8."""
+    alpha = rgba[..., 3:4]
+    rgb = rgba[..., :3]
+    if alpha.min(initial=255) == 255:
+        return np.ascontiguousarray(rgb)
+    bg = np.asarray(background[:3], dtype=np.uint16)
+    mixed = (rgb.astype(np.uint16) * alpha + bg * (255 - alpha.astype(np.uint16)) + 127) // 255
+    return mixed.astype(np.uint8)
+
+
+class OpenSlideSource(SlideSource):
+    """A slide read through OpenSlide."""
+
+    name: ClassVar[str] = "openslide"
+
+    @classmethod
+    @override
+    def claims(cls, path: Path, header: bytes, /) -> bool:
+        openslide = _import_openslide()
+        try:
+            return openslide.OpenSlide.detect_format(str(path)) is not None
+        except openslide.OpenSlideError:
+            return False
+
+    def __init__(self, path: Path, /, **options: Any) -> None:
+        super().__init__(path, **options)
+        _import_openslide()
+        self._slide = self._open_handle()
+        self._handle_lock = threading.Lock()
+        self._downsamples = tuple(self._slide.level_downsamples)
+        self._metadata = self._read_metadata()
+        self._store = ChunkStore(
+            [
+                ArraySpec(
+                    (*lv.shape, 3), lv.chunks, "uint8", fill_value=self._metadata.background[0]
+                )
+                for lv in self._metadata.levels
+            ],
+            self._read_chunk,
+            label=path.name,
+        )
+
+    def _open_handle(self) -> openslide.OpenSlide:
+        openslide = _import_openslide()
+        try:
+            return openslide.OpenSlide(str(self.path))
+        except openslide.OpenSlideError as exc:
+            msg = f"{self.path}: OpenSlide cannot open it: {exc}"
+            raise UnsupportedFormatError(msg) from exc
+
+    def _reopen_after_error(self, failed: openslide.OpenSlide) -> None:
+        """An OpenSlide handle refuses every call after its first error: replace it."""
+        with self._handle_lock:
+            if self._slide is failed:
+                self._slide = self._open_handle()
+
+    def _read_metadata(self) -> SlideMetadata:
+        props = dict(self._slide.properties)
+        mm_x, mm_y = _vendor.mm_from_mpp(props.get("openslide.mpp-x"), props.get("openslide.mpp-y"))
+        magnification, derived = _vendor.magnification_or_derived(
+            props.get("openslide.objective-power"), mm_x
+        )
+        return SlideMetadata(
+            format=props.get("openslide.vendor", "openslide"),
+            reader=self.name,
+            levels=tuple(self._level_info(i, props) for i in range(self._slide.level_count)),
+            dtype="uint8",
+            channels=("R", "G", "B"),
+            mm_x=mm_x,
+            mm_y=mm_y,
+            magnification=magnification,
+            magnification_derived=derived,
+            background=_vendor.parse_color(props.get("openslide.background-color")),
+            properties=props,
+            associated=tuple(self._associated_info(props)),
+        )
+
+    def _level_info(self, level: int, props: dict[str, str]) -> LevelInfo:
+        width, height = self._slide.level_dimensions[level]
+        tile = tuple(
+            int(props.get(f"openslide.level[{level}].tile-{side}", DEFAULT_TILE))
+            for side in ("height", "width")
+        )
+        chunks = tuple(t * math.ceil(MIN_CHUNK / t) for t in tile)
+        return LevelInfo(
+            shape=(height, width), tile=(tile[0], tile[1]), chunks=(chunks[0], chunks[1])
+        )
+
+    def _associated_info(self, props: dict[str, str]) -> list[AssociatedInfo]:
+        infos = []
+        for name in self._slide.associated_images:
+            width = props.get(f"openslide.associated.{name}.width")
+            height = props.get(f"openslide.associated.{name}.height")
+            if width is None or height is None:  # older OpenSlide: read it to learn its size
+                height, width = self.read_associated(name).shape[:2]
+            infos.append(AssociatedInfo(name, (int(height), int(width), 3)))
+        return infos
+
+    def _read_chunk(self, level: int, row: int, col: int) -> np.ndarray:
+        info = self._metadata.levels[level]
+        height, width = info.shape
+        y0, x0 = row * info.chunks[0], col * info.chunks[1]
+        size = (min(info.chunks[1], width - x0), min(info.chunks[0], height - y0))
+        downsample = self._downsamples[level]
+        # ceil: OpenSlide floors base/downsample, so this lands exactly on level pixel x0, y0
+        location = (math.ceil(x0 * downsample), math.ceil(y0 * downsample))
+        handle = self._slide
+        try:
+            region = handle.read_region(location, level, size)
+        except Exception as exc:
+            self._reopen_after_error(handle)
+            msg = (
+                f"{self.path}: OpenSlide cannot read the chunk at row {row}, column {col} "
+                f"(pixels y={y0}, x={x0}) of level {level}: {exc}. The file is damaged or incomplete."
+            )
+            raise CorruptTileError(msg) from exc
+        return composite_over(np.asarray(region), self._metadata.background)
+
+    @property
+    @override
+    def metadata(self) -> SlideMetadata:
+        return self._metadata
+
+    @property
+    @override
+    def store(self) -> ChunkStore:
+        return self._store
+
+    @override
+    def level_axes(self, level: int, /) -> str:
+        return "YXS"
+
+    @override
+    def read_associated(self, name: str, /) -> np.ndarray:
+        image = np.asarray(self._slide.associated_images[name].convert("RGBA"))
+        return composite_over(image, self._metadata.background)
+
+    @override
+    def close(self) -> None:
+        self._slide.close()

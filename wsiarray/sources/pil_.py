@@ -1,0 +1,147 @@
+"""Reader for plain images Pillow opens (PNG, JPEG, BMP, GIF, WebP, ...) as one-level slides.
+
+Such files cannot be read piecewise, so the whole image is decoded on the first pixel
+request (not at open) and kept. A pixel budget, checked at open from the header, refuses
+images too large to decode in memory.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from pathlib import Path
+from typing import Any, ClassVar, override
+
+import numpy as np
+from PIL import Image
+
+from wsiarray.errors import CorruptTileError, PixelBudgetError, UnsupportedFormatError
+from wsiarray.sources._base import LevelInfo, SlideMetadata, SlideSource
+from wsiarray.sources._store import ArraySpec, ChunkStore
+
+__all__ = ["DEFAULT_MAX_PIXELS", "PilSource"]
+
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"GIF87a", b"GIF89a")
+
+#: Largest image (width x height) decoded by default: 1 gigapixel is 3 GB as RGB.
+DEFAULT_MAX_PIXELS = 1 << 30
+
+CHUNK = 1024
+
+#: Pillow mode → (mode to convert to, channel names).
+MODES = {
+    "RGB": ("RGB", ("R", "G", "B")),
+    "RGBA": ("RGBA", ("R", "G", "B", "A")),
+    "L": ("L", ("L",)),
+    "LA": ("LA", ("L", "A")),
+    "1": ("L", ("L",)),
+    "I;16": ("I;16", ("L",)),
+    "I": ("I", ("L",)),
+    "F": ("F", ("L",)),
+}
+
+
+class PilSource(SlideSource):
+    """A plain image read with Pillow.
+
+    Parameters
+    ----------
+    path : Path
+        The image file.
+    max_pixels : int, optional
+        Refuse images with more pixels than this (default 2**30).
+    """
+
+    name: ClassVar[str] = "pil"
+
+    @classmethod
+    @override
+    def claims(cls, path: Path, header: bytes, /) -> bool:
+        return header.startswith(IMAGE_MAGIC) or (header[:4] == b"RIFF" and header[8:12] == b"WEBP")
+
+    def __init__(
+        self, path: Path, /, *, max_pixels: int = DEFAULT_MAX_PIXELS, **options: Any
+    ) -> None:
+        super().__init__(path, max_pixels=max_pixels, **options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            try:
+                image = Image.open(path)
+            except (OSError, Image.DecompressionBombError) as exc:
+                msg = f"{path}: Pillow cannot read it: {exc}"
+                raise UnsupportedFormatError(msg) from exc
+        with image:
+            width, height = image.size
+            self._mode, channels = self._target_mode(image)
+            fmt = (image.format or "image").lower()
+        if width * height > max_pixels:
+            msg = (
+                f"{path} is {width} x {height} = {width * height:,} pixels, more than the "
+                f"budget of {max_pixels:,}; Pillow must decode it whole. Convert it to a tiled "
+                "TIFF, or pass reader_options={'max_pixels': N} if the memory is there."
+            )
+            raise PixelBudgetError(msg)
+        # A plain image's dpi describes a printer, not a microscope: the pixel size stays unknown.
+        dtype = _mode_dtype(self._mode)
+        self._metadata = SlideMetadata(
+            format=fmt,
+            reader=self.name,
+            levels=(
+                LevelInfo(shape=(height, width), tile=(min(CHUNK, height), min(CHUNK, width))),
+            ),
+            dtype=dtype,
+            channels=channels,
+        )
+        self._pixels: np.ndarray | None = None
+        self._lock = threading.Lock()
+        level = self._metadata.levels[0]
+        spec = ArraySpec((*level.shape, len(channels)), level.chunks, dtype)
+        self._store = ChunkStore([spec], self._read_chunk, label=path.name)
+
+    @staticmethod
+    def _target_mode(image: Image.Image) -> tuple[str, tuple[str, ...]]:
+        mode = image.mode
+        if mode == "P":
+            mode = "RGBA" if "transparency" in image.info else "RGB"
+        return MODES.get(mode, ("RGB", ("R", "G", "B")))
+
+    def _decoded(self) -> np.ndarray:
+        with self._lock:
+            if self._pixels is None:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                        with Image.open(self.path) as image:
+                            image.load()
+                            pixels = np.asarray(image.convert(self._mode))
+                except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                    msg = f"{self.path}: the image cannot be decoded ({exc}). The file is damaged or incomplete."
+                    raise CorruptTileError(msg) from exc
+                self._pixels = pixels if pixels.ndim == 3 else pixels[..., np.newaxis]
+            return self._pixels
+
+    def _read_chunk(self, level: int, row: int, col: int) -> np.ndarray:
+        rows, cols = self._metadata.levels[level].chunks
+        return self._decoded()[row * rows : (row + 1) * rows, col * cols : (col + 1) * cols]
+
+    @property
+    @override
+    def metadata(self) -> SlideMetadata:
+        return self._metadata
+
+    @property
+    @override
+    def store(self) -> ChunkStore:
+        return self._store
+
+    @override
+    def level_axes(self, level: int, /) -> str:
+        return "YXS"
+
+    @override
+    def read_associated(self, name: str, /) -> np.ndarray:
+        raise KeyError(name)
+
+
+def _mode_dtype(mode: str) -> str:
+    return {"I;16": "uint16", "I": "int32", "F": "float32"}.get(mode, "uint8")

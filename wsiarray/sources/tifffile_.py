@@ -1,0 +1,354 @@
+"""Reader for TIFF-family slides, over tifffile and its zarr store.
+
+Aperio SVS (JPEG, JPEG 2000), Hamamatsu NDPI, OME-TIFF (single level or SubIFD pyramid),
+QPTIFF, Philips TIFF, Leica SCN, Ventana BIF and generic tiled pyramidal TIFF: whatever
+tifffile reads as a pyramid series.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, override
+
+import numpy as np
+import tifffile
+from tifffile.zarr import ZarrTiffStore
+from zarr.abc.store import ByteRequest
+from zarr.core.buffer import Buffer, BufferPrototype
+
+from wsiarray.errors import CorruptTileError, TruncatedFileError, UnsupportedFormatError
+from wsiarray.sources import _vendor
+from wsiarray.sources._base import AssociatedInfo, LevelInfo, SlideMetadata, SlideSource
+
+__all__ = ["TifffileSource"]
+
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+#: Series names tifffile gives to images that are not the slide itself.
+ASSOCIATED_SERIES = {"label", "macro", "thumbnail", "map", "overview"}
+
+#: tifffile's ``is_<flag>`` attribute → the format name wsiarray reports (OpenSlide's vendor names).
+FORMATS = (
+    ("svs", "aperio"),
+    ("ndpi", "hamamatsu"),
+    ("philips", "philips"),
+    ("scn", "leica"),
+    ("bif", "ventana"),
+    ("qpi", "qptiff"),
+    ("ome", "ome-tiff"),
+)
+
+#: TIFF tags copied into the properties as ``tiff.<name>`` (OpenSlide's convention).
+TEXT_TAGS = ("ImageDescription", "Make", "Model", "Software", "DateTime", "Artist", "Copyright")
+
+JPEG = 7
+
+RGB_BANDS = {3: ("R", "G", "B"), 4: ("R", "G", "B", "A")}
+
+
+class _TiffStore(ZarrTiffStore):
+    """tifffile's zarr store, with decode failures turned into :class:`CorruptTileError`."""
+
+    def __init__(self, series: tifffile.TiffPageSeries, path: Path, fillvalue: int) -> None:
+        super().__init__(series, multiscales=True, maxworkers=2, fillvalue=fillvalue)
+        self._path = path
+        self._axes = [level.axes for level in series.levels]
+        keyframe = series.keyframe
+        # libjpeg decodes a tile whose end is missing (zeroed or cut) with only a warning,
+        # filling it with grey: check that such tiles end with the EOI marker. NDPI's
+        # "tiles" are restart intervals of one big JPEG and carry no EOI.
+        self._jpeg_tiles = keyframe.compression == JPEG and not keyframe.parent.is_ndpi
+
+    @override
+    async def get(
+        self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
+        # docstring inherited
+        try:
+            if self._jpeg_tiles and "/c/" in key:
+                self._check_jpeg_end(key)
+            return await super().get(key, prototype, byte_range)
+        except Exception as exc:
+            raise CorruptTileError(self._describe_failure(key, exc)) from exc
+
+    def _check_jpeg_end(self, key: str) -> None:
+        _, page, _, offset, bytecount = self._parse_key(key)
+        if page is None or not offset or not bytecount:
+            return  # a missing tile: served as the fill value
+        tail = self._filecache.read(page.parent.filehandle, offset + bytecount - 16, 16)
+        if not tail.rstrip(b"\x00").endswith(b"\xff\xd9"):
+            msg = "the JPEG data ends before its end-of-image marker"
+            raise ValueError(msg)
+
+    def _describe_failure(self, key: str, exc: Exception) -> str:
+        level, _, indices = key.partition("/c/")
+        axes = self._axes[int(level)] if level.isdigit() else ""
+        where = dict(zip(axes, indices.split("/"), strict=False))
+        return (
+            f"{self._path}: the tile at row {where.get('Y', '?')}, column {where.get('X', '?')} "
+            f"of level {level} cannot be decoded ({type(exc).__name__}: {exc}). The file is "
+            "damaged or incomplete; copy it again from the scanner or archive."
+        )
+
+
+class TifffileSource(SlideSource):
+    """A TIFF-family slide read with tifffile.
+
+    Parameters
+    ----------
+    path : Path
+        The slide file.
+    series : int, optional
+        Index of the tifffile series to use as the slide. By default the largest series
+        that is not a label, macro or thumbnail.
+    """
+
+    name: ClassVar[str] = "tifffile"
+
+    @classmethod
+    @override
+    def claims(cls, path: Path, header: bytes, /) -> bool:
+        return header[:4] in TIFF_MAGIC
+
+    def __init__(self, path: Path, /, *, series: int | None = None, **options: Any) -> None:
+        super().__init__(path, series=series, **options)
+        _check_ifd_chain(path)
+        self._tif = tifffile.TiffFile(path)
+        try:
+            self._series = self._slide_series(series)
+            self._check_axes()
+            self._check_complete()
+            self._store = _TiffStore(self._series, path, self._fillvalue())
+            self._metadata = self._read_metadata()
+        except BaseException:
+            self._tif.close()
+            raise
+
+    # -- choosing and validating the series ------------------------------------------------
+
+    def _slide_series(self, index: int | None) -> tifffile.TiffPageSeries:
+        series = self._tif.series
+        if index is not None:
+            return series[index]
+        candidates = [s for s in series if s.name.lower() not in ASSOCIATED_SERIES] or list(series)
+        if not candidates:
+            msg = f"{self.path}: tifffile finds no image in this TIFF file"
+            raise UnsupportedFormatError(msg)
+        return max(candidates, key=lambda s: _plane_size(s.levels[0]))
+
+    def _check_axes(self) -> None:
+        axes, shape = self._series.axes, self._series.shape
+        extra = [f"{a}={n}" for a, n in zip(axes, shape, strict=True) if a not in "YXSC" and n > 1]
+        if extra or "Y" not in axes or "X" not in axes or ("S" in axes and "C" in axes):
+            msg = (
+                f"{self.path}: the image has axes {axes!r} with shape {shape}; wsiarray reads "
+                "2-D images with samples or channels (YX, YXS, CYX), not "
+                f"{', '.join(extra) or 'this layout'}. Open another series with "
+                "reader_options={'series': N}."
+            )
+            raise UnsupportedFormatError(msg)
+
+    def _check_complete(self) -> None:
+        size = os.path.getsize(self.path)
+        series = [*self._series.levels, *self._associated_series().values()]
+        for level in series:
+            for page in level.pages:
+                if page is None:
+                    continue
+                ends = [
+                    o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=True) if o
+                ]
+                if ends and max(ends) > size:
+                    msg = (
+                        f"{self.path} is truncated: it has {size:,} bytes but its image data "
+                        f"reaches byte {max(ends):,}. Copy the file again completely."
+                    )
+                    raise TruncatedFileError(msg)
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    def _read_metadata(self) -> SlideMetadata:
+        page = self._tif.pages.first
+        fmt = next(
+            (name for flag, name in FORMATS if getattr(self._tif, f"is_{flag}")), "generic-tiff"
+        )
+        properties = {
+            f"tiff.{tag}": str(page.tags[tag].value) for tag in TEXT_TAGS if tag in page.tags
+        }
+        mm_x = mm_y = objective = None
+        channels: tuple[str, ...] = ()
+        if fmt == "aperio":
+            fields = _vendor.aperio_fields(page.description)
+            properties |= {f"aperio.{k}": v for k, v in fields.items()}
+            mm_x, mm_y = _vendor.mm_from_mpp(fields.get("MPP"))
+            objective = fields.get("AppMag")
+        elif fmt == "hamamatsu":
+            tags = page.ndpi_tags or {}
+            properties |= {f"hamamatsu.{k}": str(v) for k, v in tags.items()}
+            objective = tags.get("Magnification")
+        elif fmt == "ome-tiff" and self._tif.ome_metadata:
+            mm_x, mm_y, objective, channels = _vendor.ome_pixel_metadata(self._tif.ome_metadata)
+        elif fmt == "philips" and self._tif.philips_metadata:
+            mm_x, mm_y = _vendor.philips_mm(self._tif.philips_metadata)
+        elif fmt == "qptiff":
+            channels = tuple(
+                _vendor.qptiff_channel_name(p.description) or "" for p in self._series.pages if p
+            )
+        elif fmt == "leica" and page.tags.get("ImageDescription"):
+            objective = _scn_objective(page.description)
+        if mm_x is None:
+            mm_x, mm_y = self._resolution_tags()
+        magnification, derived = _vendor.magnification_or_derived(objective, mm_x)
+        return SlideMetadata(
+            format=fmt,
+            reader=self.name,
+            levels=tuple(self._level_info(i) for i in range(len(self._series.levels))),
+            dtype=self._series.dtype.name,
+            channels=self._channel_names(channels),
+            mm_x=mm_x,
+            mm_y=mm_y,
+            magnification=magnification,
+            magnification_derived=derived,
+            properties=properties,
+            associated=tuple(self._associated_info()),
+        )
+
+    def _resolution_tags(self) -> tuple[float | None, float | None]:
+        tags = self._series.levels[0].keyframe.tags
+        unit = tags.get("ResolutionUnit")
+        xres, yres = tags.get("XResolution"), tags.get("YResolution")
+        return _vendor.mm_from_resolution(
+            int(unit.value) if unit else None,
+            _rational(xres.value) if xres else None,
+            _rational(yres.value) if yres else None,
+        )
+
+    def _level_info(self, level: int) -> LevelInfo:
+        import zarr
+
+        axes = self._series.levels[level].axes
+        array = zarr.open_array(store=self._store, path=str(level), mode="r")
+        shape, chunks = array.shape, array.chunks
+        return LevelInfo(
+            shape=(shape[axes.index("Y")], shape[axes.index("X")]),
+            tile=(chunks[axes.index("Y")], chunks[axes.index("X")]),
+        )
+
+    def _channel_names(self, named: tuple[str, ...]) -> tuple[str, ...]:
+        axes, shape = self._series.axes, self._series.shape
+        bands = (
+            shape[axes.index("S")] if "S" in axes else shape[axes.index("C")] if "C" in axes else 1
+        )
+        photometric = self._series.keyframe.photometric
+        if "S" in axes and bands in RGB_BANDS and photometric in (2, 6):  # RGB, YCbCr
+            return RGB_BANDS[bands]
+        if len(named) == bands and all(named) and len(set(named)) == bands:
+            return named
+        return ("L",) if bands == 1 else tuple(f"C{i}" for i in range(bands))
+
+    def _associated_info(self) -> list[AssociatedInfo]:
+        infos = []
+        for series in self._associated_series().values():
+            axes, shape = series.axes, series.shape
+            bands = shape[axes.index("S")] if "S" in axes else 1
+            infos.append(
+                AssociatedInfo(
+                    series.name.lower(), (shape[axes.index("Y")], shape[axes.index("X")], bands)
+                )
+            )
+        return infos
+
+    def _associated_series(self) -> dict[str, tifffile.TiffPageSeries]:
+        return {
+            s.name.lower(): s
+            for s in self._tif.series
+            if s is not self._series
+            and s.name.lower() in ASSOCIATED_SERIES
+            and set(s.axes) <= set("YXS")
+        }
+
+    def _fillvalue(self) -> int:
+        """White for missing tiles of brightfield RGB slides, else zero."""
+        rgb = self._series.keyframe.photometric in (2, 6)
+        return 255 if rgb and self._series.dtype == np.uint8 else 0
+
+    # -- SlideSource interface --------------------------------------------------------------
+
+    @property
+    @override
+    def metadata(self) -> SlideMetadata:
+        return self._metadata
+
+    @property
+    @override
+    def store(self) -> _TiffStore:
+        return self._store
+
+    @override
+    def level_axes(self, level: int, /) -> str:
+        return self._series.levels[level].axes
+
+    @override
+    def read_associated(self, name: str, /) -> np.ndarray:
+        series = self._associated_series()[name]
+        try:
+            image = series.asarray()
+        except Exception as exc:
+            msg = f"{self.path}: the associated image {name!r} cannot be decoded ({exc})"
+            raise CorruptTileError(msg) from exc
+        return image if image.ndim == 3 else image[..., np.newaxis]
+
+    @override
+    def close(self) -> None:
+        self._tif.close()
+
+
+def _check_ifd_chain(path: Path) -> None:
+    """Raise :class:`TruncatedFileError` if the chain of image directories leaves the file.
+
+    tifffile drops directories past the end of a cut-off file with only a log message,
+    which would silently hide levels or associated images.
+    """
+    size = os.path.getsize(path)
+    with path.open("rb") as fh:
+        header = fh.read(16)
+        order = "<" if header[:2] == b"II" else ">"
+        big = int.from_bytes(header[2:4], "little" if order == "<" else "big") == 43
+        count_size, entry_size, offset_size = (8, 20, 8) if big else (2, 12, 4)
+        offset = int.from_bytes(
+            header[8:16] if big else header[4:8], "little" if order == "<" else "big"
+        )
+        seen: set[int] = set()
+        while offset and offset not in seen and len(seen) < 1_000_000:
+            seen.add(offset)
+            fh.seek(offset)
+            count_bytes = fh.read(count_size)
+            count = int.from_bytes(count_bytes, "little" if order == "<" else "big")
+            end = offset + count_size + count * entry_size + offset_size
+            if len(count_bytes) < count_size or end > size:
+                msg = (
+                    f"{path} is truncated: it has {size:,} bytes but an image directory is at "
+                    f"byte {offset:,}. Copy the file again completely."
+                )
+                raise TruncatedFileError(msg)
+            fh.seek(end - offset_size)
+            offset = int.from_bytes(fh.read(offset_size), "little" if order == "<" else "big")
+
+
+def _plane_size(series: tifffile.TiffPageSeries) -> int:
+    axes, shape = series.axes, series.shape
+    return shape[axes.index("Y")] * shape[axes.index("X")] if "Y" in axes and "X" in axes else 0
+
+
+def _rational(value: Any) -> float | None:
+    if isinstance(value, tuple) and len(value) == 2:
+        return value[0] / value[1] if value[1] else None
+    return float(value) if value is not None else None
+
+
+def _scn_objective(description: str) -> str | None:
+    import re
+
+    match = re.search(r"<objective>([^<]+)</objective>", description)
+    return match.group(1) if match else None
