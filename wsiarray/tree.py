@@ -103,9 +103,10 @@ def _level_dataset(
     ds_y, ds_x = base_h / height, base_w / width
     shape = (height, width, len(meta.channels))
     reader = _LevelReader(spec, level, shape, np.dtype(meta.dtype))
+    chunk_rows, chunk_cols = dask_chunks(info.chunks, info.shape, chunks)
     array = da.from_array(
         reader,
-        chunks=(*dask_chunks(info.chunks, info.shape, chunks), -1),
+        chunks=(chunk_rows, chunk_cols, -1),
         name=f"wsiarray-level{level}-{tokenize(spec, level, chunks)}",
         asarray=False,
         fancy=False,
@@ -139,7 +140,7 @@ def _level_dataset(
         "tile_height": info.tile[0],
     }
     image = xr.DataArray(array, dims=("y", "x", "c"), coords=coords, name="image")
-    image.encoding["preferred_chunks"] = {"y": info.chunks[0], "x": info.chunks[1]}
+    image.encoding["preferred_chunks"] = {"y": chunk_rows, "x": chunk_cols}
     return xr.Dataset({"image": image}, attrs=attrs)
 
 

@@ -1,0 +1,67 @@
+"""The xarray engine gives the same tree as the native API."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import xarray as xr
+
+import wsiarray as wa
+from tests.conftest import real_slide
+from wsiarray.backend import WsiArrayBackendEntrypoint
+
+NDPI = "hamamatsu/test3-DAPI-2-(387).ndpi"
+
+
+@pytest.mark.parametrize(
+    "opener",
+    [wa.open_datatree, partial(xr.open_datatree, engine="wsiarray")],
+    ids=["native", "engine"],
+)
+def test_engine_and_native_trees_are_identical(opener) -> None:
+    path = real_slide(NDPI)
+    xr.testing.assert_identical(opener(path), wa.open_datatree(path))
+
+
+def test_open_dataset_one_level() -> None:
+    path = real_slide(NDPI)
+    level1 = xr.open_dataset(path, engine="wsiarray", group="level1")
+    assert level1.image.shape == (2432, 1984, 3)
+    assert level1.attrs["downsample_x"] == 2.0
+    xr.testing.assert_identical(level1.image, wa.open(path).image(1))
+    default = xr.open_dataset(path, engine="wsiarray")
+    assert default.attrs["level"] == 0
+
+
+def test_chunks_follow_the_preferred_whole_tile_chunking() -> None:
+    path = real_slide(NDPI)
+    dataset = xr.open_dataset(path, engine="wsiarray", chunks={})
+    assert dataset.image.chunks[0] == (4096, 768)
+    merged = xr.open_dataset(path, engine="wsiarray", chunks={"y": 8192})
+    assert merged.image.chunks[0] == (4864,)
+
+
+def test_open_groups() -> None:
+    groups = xr.open_groups(real_slide(NDPI), engine="wsiarray")
+    assert {"/level0", "/level3", "/associated/macro"} <= set(groups)
+
+
+def test_missing_group_names_the_ones_there() -> None:
+    with pytest.raises(wa.LevelError, match="has no group 'level9'"):
+        xr.open_dataset(real_slide(NDPI), engine="wsiarray", group="level9")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("a.svs", True),
+        ("b.NDPI", True),
+        ("c.ome.tif", True),
+        ("d.mrxs", True),
+        ("plain.tif", False),
+        ("e.nc", False),
+    ],
+)
+def test_guess_can_open_by_suffix(name: str, expected: bool) -> None:
+    assert WsiArrayBackendEntrypoint().guess_can_open(name) is expected
