@@ -88,24 +88,31 @@ def test_selection_by_millimetres() -> None:
     np.testing.assert_array_equal(block.values, expected.values)
 
 
-def test_opening_decodes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    from wsiarray.sources.tifffile_ import _TiffStore
+def test_reads_decode_only_the_tiles_they_touch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wsiarray.sources._tifftiles import LevelTiles
 
-    chunk_keys: list[str] = []
-    original = _TiffStore.get
+    decoded: list[tuple[int, int]] = []
+    original = LevelTiles._decode
 
-    async def counting_get(self, key, *args, **kwargs):
-        if "/c/" in key:
-            chunk_keys.append(key)
-        return await original(self, key, *args, **kwargs)
+    def counting(self, plane, index, ty, tx):
+        decoded.append((ty, tx))
+        return original(self, plane, index, ty, tx)
 
-    monkeypatch.setattr(_TiffStore, "get", counting_get)
-    slide = wa.open(real_slide(SVS), chunks=240)
-    assert slide.tree["level0"].image.shape == (2967, 2220, 3)
-    assert chunk_keys == []
-    slide.image(0)[:10, 250:260].to_numpy()
-    # dask reads whole dask chunks (here one tile): exactly the tile holding those pixels
-    assert chunk_keys == ["0/c/0/1/0"]
+    monkeypatch.setattr(LevelTiles, "_decode", counting)
+    slide = wa.open(real_slide(SVS))
+    image = slide.tree["level0"].image
+    assert image.shape == (2967, 2220, 3)
+    assert decoded == []  # opening decodes nothing
+    image[:10, 250:260].to_numpy()
+    assert decoded == [(0, 1)]  # a 10-px patch decodes the one 240-px tile holding it
+    decoded.clear()
+    image[230:250, 470:490].to_numpy()
+    assert sorted(decoded) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    decoded.clear()
+    image.mean(("y", "x")).compute()
+    assert sorted(decoded) == sorted(
+        {(ty, tx) for ty in range(13) for tx in range(10)}
+    )  # each once
 
 
 def test_associated_images_are_lazy_and_read_on_demand() -> None:

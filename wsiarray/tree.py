@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -18,7 +19,7 @@ from dask.base import tokenize
 
 from wsiarray.sources import SlideMetadata, SourceSpec, cached_source
 
-__all__ = ["DEFAULT_CHUNK", "ChunksLike", "build_tree", "dask_chunks"]
+__all__ = ["DEFAULT_CHUNK", "ChunksLike", "band_planar", "build_tree", "dask_chunks"]
 
 #: Default dask chunk side in pixels: whole native tiles adding up to about this much.
 DEFAULT_CHUNK = 4096
@@ -39,9 +40,32 @@ class _LevelReader:
     def ndim(self) -> int:
         return 3
 
-    def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
-        rows, cols, bands = key
-        return cached_source(self.spec).read(self.level, rows, cols)[:, :, bands]
+    def __getitem__(self, key: tuple[Any, ...]) -> np.ndarray:
+        key = tuple(key) + (slice(None),) * (3 - len(key))
+        (rows, local_rows), (cols, local_cols) = (
+            _bounds(key[0], self.shape[0]),
+            _bounds(key[1], self.shape[1]),
+        )
+        block = cached_source(self.spec).read(self.level, rows, cols)
+        return band_planar(block[local_rows][:, local_cols][..., key[2]])
+
+
+def _bounds(index: Any, size: int) -> tuple[slice, Any]:
+    """Split one axis' index into a unit-step slice to read and an index into what was read.
+
+    dask passes plain slices for reads; steps, integers and integer arrays (from fancy
+    indexing fused into the read) are served from their bounding range.
+    """
+    if isinstance(index, slice):
+        start, stop, step = index.indices(size)
+        if step == 1:
+            return slice(start, stop), slice(None)
+        if step > 0:
+            return slice(start, max(start, stop)), slice(None, None, step)
+        return slice(None), index
+    positions = np.asarray(index) % size if np.ndim(index) else int(index) % size
+    low, high = int(np.min(positions)), int(np.max(positions)) + 1
+    return slice(low, high), positions - low
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +81,19 @@ class _AssociatedReader:
 
     def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
         return cached_source(self.spec).read_associated(self.name)[key]
+
+
+def band_planar(block: np.ndarray) -> np.ndarray:
+    """The same ``(y, x, c)`` array, stored band by band (each band's pixels contiguous).
+
+    Decoders produce interleaved RGBRGB... pixels, for which numpy reduces over ``(y, x)``
+    about ten times slower (inner loops of length 3) than over contiguous planes: measured
+    90 vs 1130 MP/s for ``mean`` on a 4096² RGB block, and the copy costs less (1060 MP/s)
+    than it saves. Dims, shape and values are unchanged; only the strides differ.
+    """
+    if block.ndim != 3 or block.shape[2] == 1:
+        return block
+    return np.moveaxis(np.ascontiguousarray(np.moveaxis(block, -1, 0)), 0, -1)
 
 
 def dask_chunks(
@@ -109,7 +146,7 @@ def _level_dataset(
         chunks=(chunk_rows, chunk_cols, -1),
         name=f"wsiarray-level{level}-{tokenize(spec, level, chunks)}",
         asarray=False,
-        fancy=False,
+        fancy=True,  # dask 2026.8 fuses slices into the read only for fancy getters
         meta=np.empty((0, 0, 0), dtype=meta.dtype),
     )
     known = meta.mm_x is not None and meta.mm_y is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 
 from wsiarray.errors import LevelError
+from wsiarray.sources._store import ArraySpec, ChunkStore
 
 if TYPE_CHECKING:
     import zarr
@@ -75,13 +77,20 @@ class SlideMetadata:
 class SlideSource(abc.ABC):
     """A slide file opened by one reader.
 
-    A source serves each level through a read-only zarr v3 store (``store``, one array per
-    level named ``"0"``, ``"1"``, ...) and reads associated images. It holds open file
-    handles, so it is not pickled: pickle the path and options instead (see
-    :class:`wsiarray.sources.SourceSpec`), which is what wsiarray's dask graphs do.
+    A reader implements :meth:`read_block` (pixels of a rectangle of one level) and
+    :meth:`read_associated`; the base class serves every level through a read-only zarr v3
+    store built on ``read_block`` (:attr:`store`, one array per level named ``"0"``, ``"1"``,
+    ..., dims ``(y, x, c)``, chunks of :attr:`LevelInfo.chunks`).
 
-    Subclasses set ``name``, implement :meth:`claims`, ``__init__``, :attr:`metadata`,
-    :attr:`store`, :meth:`level_axes` and :meth:`read_associated`.
+    :meth:`read` is what dask tasks call: a large block goes through the zarr store, whose
+    chunks are read concurrently in worker threads; a block no larger than one store chunk
+    is read directly with ``read_block``, so a 256-px patch decodes only the tiles it
+    touches.
+
+    A source holds open file handles, so it is not pickled: pickle the path and options
+    instead (see :class:`wsiarray.sources.SourceSpec`), as wsiarray's dask graphs do.
+    Subclasses set ``name`` and implement :meth:`claims`, ``__init__``, :attr:`metadata`,
+    :meth:`read_block` and :meth:`read_associated`; ``read_block`` must be thread-safe.
     """
 
     name: ClassVar[str]
@@ -100,17 +109,9 @@ class SlideSource(abc.ABC):
     def metadata(self) -> SlideMetadata:
         """Normalised metadata."""
 
-    @property
     @abc.abstractmethod
-    def store(self) -> zarr.abc.store.Store:
-        """Read-only zarr v3 store with one array per level (``"0"`` is full resolution)."""
-
-    @abc.abstractmethod
-    def level_axes(self, level: int, /) -> str:
-        """Axes of the level's zarr array, from ``"Y"``, ``"X"``, ``"S"`` (samples) and ``"C"``.
-
-        Other axes must have length 1.
-        """
+    def read_block(self, level: int, y0: int, y1: int, x0: int, x1: int, /) -> np.ndarray:
+        """Return pixels ``[y0:y1, x0:x1]`` of ``level`` (inside the level) as ``(h, w, c)``."""
 
     @abc.abstractmethod
     def read_associated(self, name: str, /) -> np.ndarray:
@@ -118,6 +119,23 @@ class SlideSource(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release file handles."""
+
+    @functools.cached_property
+    def store(self) -> ChunkStore:
+        """Read-only zarr v3 store with one array per level (``"0"`` is full resolution)."""
+        meta = self.metadata
+        specs = [
+            ArraySpec((*lv.shape, len(meta.channels)), lv.chunks, meta.dtype) for lv in meta.levels
+        ]
+        return ChunkStore(specs, self._read_chunk, label=self.path.name)
+
+    def _read_chunk(self, level: int, row: int, col: int) -> np.ndarray:
+        (height, width), (rows, cols) = (
+            self.metadata.levels[level].shape,
+            self.metadata.levels[level].chunks,
+        )
+        y0, x0 = row * rows, col * cols
+        return self.read_block(level, y0, min(y0 + rows, height), x0, min(x0 + cols, width))
 
     def level_array(self, level: int, /) -> zarr.Array:
         """Return the zarr array of ``level`` (opened once, then cached)."""
@@ -133,25 +151,17 @@ class SlideSource(abc.ABC):
         return cache[level]
 
     def read(self, level: int, rows: slice, cols: slice, /) -> np.ndarray:
-        """Read rows and columns of a level as a ``(y, x, c)`` array in the stored dtype."""
-        axes = self.level_axes(level)
-        index: list[slice | int] = []
-        for axis in axes:
-            if axis == "Y":
-                index.append(rows)
-            elif axis == "X":
-                index.append(cols)
-            elif axis in "SC":
-                index.append(slice(None))
-            else:
-                index.append(0)
-        block = np.asarray(self.level_array(level)[tuple(index)])
-        kept = [a for a in axes if a in "YXSC"]
-        if len(kept) == 2:
-            block = block[..., np.newaxis]
-            kept.append("S")
-        band = next(a for a in kept if a in "SC")
-        return np.transpose(block, [kept.index("Y"), kept.index("X"), kept.index(band)])
+        """Read ``[rows, cols]`` of a level (unit-step slices) as a ``(y, x, c)`` array."""
+        info = self.metadata.levels[level]
+        y0, y1, _ = rows.indices(info.shape[0])
+        x0, x1, _ = cols.indices(info.shape[1])
+        if y1 <= y0 or x1 <= x0:
+            return np.empty(
+                (max(0, y1 - y0), max(0, x1 - x0), len(self.metadata.channels)), self.metadata.dtype
+            )
+        if (y1 - y0) * (x1 - x0) <= info.chunks[0] * info.chunks[1]:
+            return self.read_block(level, y0, y1, x0, x1)
+        return np.asarray(self.level_array(level)[y0:y1, x0:x1])
 
     def __enter__(self) -> Self:
         return self

@@ -17,7 +17,6 @@ import numpy as np
 from wsiarray.errors import CorruptTileError, ReaderUnavailableError, UnsupportedFormatError
 from wsiarray.sources import _vendor
 from wsiarray.sources._base import AssociatedInfo, LevelInfo, SlideMetadata, SlideSource
-from wsiarray.sources._store import ArraySpec, ChunkStore
 
 if TYPE_CHECKING:
     import openslide
@@ -71,16 +70,6 @@ class OpenSlideSource(SlideSource):
         self._handle_lock = threading.Lock()
         self._downsamples = tuple(self._slide.level_downsamples)
         self._metadata = self._read_metadata()
-        self._store = ChunkStore(
-            [
-                ArraySpec(
-                    (*lv.shape, 3), lv.chunks, "uint8", fill_value=self._metadata.background[0]
-                )
-                for lv in self._metadata.levels
-            ],
-            self._read_chunk,
-            label=path.name,
-        )
 
     def _open_handle(self) -> openslide.OpenSlide:
         openslide = _import_openslide()
@@ -138,22 +127,19 @@ class OpenSlideSource(SlideSource):
             infos.append(AssociatedInfo(name, (int(height), int(width), 3)))
         return infos
 
-    def _read_chunk(self, level: int, row: int, col: int) -> np.ndarray:
-        info = self._metadata.levels[level]
-        height, width = info.shape
-        y0, x0 = row * info.chunks[0], col * info.chunks[1]
-        size = (min(info.chunks[1], width - x0), min(info.chunks[0], height - y0))
+    @override
+    def read_block(self, level: int, y0: int, y1: int, x0: int, x1: int, /) -> np.ndarray:
         downsample = self._downsamples[level]
         # ceil: OpenSlide floors base/downsample, so this lands exactly on level pixel x0, y0
         location = (math.ceil(x0 * downsample), math.ceil(y0 * downsample))
         handle = self._slide
         try:
-            region = handle.read_region(location, level, size)
+            region = handle.read_region(location, level, (x1 - x0, y1 - y0))
         except Exception as exc:
             self._reopen_after_error(handle)
             msg = (
-                f"{self.path}: OpenSlide cannot read the chunk at row {row}, column {col} "
-                f"(pixels y={y0}, x={x0}) of level {level}: {exc}. The file is damaged or incomplete."
+                f"{self.path}: OpenSlide cannot read pixels y={y0}:{y1}, x={x0}:{x1} of level "
+                f"{level}: {exc}. The file is damaged or incomplete."
             )
             raise CorruptTileError(msg) from exc
         return composite_over(np.asarray(region), self._metadata.background)
@@ -162,15 +148,6 @@ class OpenSlideSource(SlideSource):
     @override
     def metadata(self) -> SlideMetadata:
         return self._metadata
-
-    @property
-    @override
-    def store(self) -> ChunkStore:
-        return self._store
-
-    @override
-    def level_axes(self, level: int, /) -> str:
-        return "YXS"
 
     @override
     def read_associated(self, name: str, /) -> np.ndarray:

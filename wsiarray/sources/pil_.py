@@ -17,7 +17,6 @@ from PIL import Image
 
 from wsiarray.errors import CorruptTileError, PixelBudgetError, UnsupportedFormatError
 from wsiarray.sources._base import LevelInfo, SlideMetadata, SlideSource
-from wsiarray.sources._store import ArraySpec, ChunkStore
 
 __all__ = ["DEFAULT_MAX_PIXELS", "PilSource"]
 
@@ -94,9 +93,6 @@ class PilSource(SlideSource):
         )
         self._pixels: np.ndarray | None = None
         self._lock = threading.Lock()
-        level = self._metadata.levels[0]
-        spec = ArraySpec((*level.shape, len(channels)), level.chunks, dtype)
-        self._store = ChunkStore([spec], self._read_chunk, label=path.name)
 
     @staticmethod
     def _target_mode(image: Image.Image) -> tuple[str, tuple[str, ...]]:
@@ -120,23 +116,14 @@ class PilSource(SlideSource):
                 self._pixels = pixels if pixels.ndim == 3 else pixels[..., np.newaxis]
             return self._pixels
 
-    def _read_chunk(self, level: int, row: int, col: int) -> np.ndarray:
-        rows, cols = self._metadata.levels[level].chunks
-        return self._decoded()[row * rows : (row + 1) * rows, col * cols : (col + 1) * cols]
+    @override
+    def read_block(self, level: int, y0: int, y1: int, x0: int, x1: int, /) -> np.ndarray:
+        return self._decoded()[y0:y1, x0:x1]
 
     @property
     @override
     def metadata(self) -> SlideMetadata:
         return self._metadata
-
-    @property
-    @override
-    def store(self) -> ChunkStore:
-        return self._store
-
-    @override
-    def level_axes(self, level: int, /) -> str:
-        return "YXS"
 
     @override
     def read_associated(self, name: str, /) -> np.ndarray:

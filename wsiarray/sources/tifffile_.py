@@ -1,4 +1,4 @@
-"""Reader for TIFF-family slides, over tifffile and its zarr store.
+"""Reader for TIFF-family slides, over tifffile.
 
 Aperio SVS (JPEG, JPEG 2000), Hamamatsu NDPI, OME-TIFF (single level or SubIFD pyramid),
 QPTIFF, Philips TIFF, Leica SCN, Ventana BIF and generic tiled pyramidal TIFF: whatever
@@ -13,13 +13,11 @@ from typing import Any, ClassVar, override
 
 import numpy as np
 import tifffile
-from tifffile.zarr import ZarrTiffStore
-from zarr.abc.store import ByteRequest
-from zarr.core.buffer import Buffer, BufferPrototype
 
 from wsiarray.errors import CorruptTileError, TruncatedFileError, UnsupportedFormatError
 from wsiarray.sources import _vendor
 from wsiarray.sources._base import AssociatedInfo, LevelInfo, SlideMetadata, SlideSource
+from wsiarray.sources._tifftiles import LevelTiles
 
 __all__ = ["TifffileSource"]
 
@@ -42,54 +40,7 @@ FORMATS = (
 #: TIFF tags copied into the properties as ``tiff.<name>`` (OpenSlide's convention).
 TEXT_TAGS = ("ImageDescription", "Make", "Model", "Software", "DateTime", "Artist", "Copyright")
 
-JPEG = 7
-
 RGB_BANDS = {3: ("R", "G", "B"), 4: ("R", "G", "B", "A")}
-
-
-class _TiffStore(ZarrTiffStore):
-    """tifffile's zarr store, with decode failures turned into :class:`CorruptTileError`."""
-
-    def __init__(self, series: tifffile.TiffPageSeries, path: Path, fillvalue: int) -> None:
-        super().__init__(series, multiscales=True, maxworkers=2, fillvalue=fillvalue)
-        self._path = path
-        self._axes = [level.axes for level in series.levels]
-        keyframe = series.keyframe
-        # libjpeg decodes a tile whose end is missing (zeroed or cut) with only a warning,
-        # filling it with grey: check that such tiles end with the EOI marker. NDPI's
-        # "tiles" are restart intervals of one big JPEG and carry no EOI.
-        self._jpeg_tiles = keyframe.compression == JPEG and not keyframe.parent.is_ndpi
-
-    @override
-    async def get(
-        self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
-    ) -> Buffer | None:
-        # docstring inherited
-        try:
-            if self._jpeg_tiles and "/c/" in key:
-                self._check_jpeg_end(key)
-            return await super().get(key, prototype, byte_range)
-        except Exception as exc:
-            raise CorruptTileError(self._describe_failure(key, exc)) from exc
-
-    def _check_jpeg_end(self, key: str) -> None:
-        _, page, _, offset, bytecount = self._parse_key(key)
-        if page is None or not offset or not bytecount:
-            return  # a missing tile: served as the fill value
-        tail = self._filecache.read(page.parent.filehandle, offset + bytecount - 16, 16)
-        if not tail.rstrip(b"\x00").endswith(b"\xff\xd9"):
-            msg = "the JPEG data ends before its end-of-image marker"
-            raise ValueError(msg)
-
-    def _describe_failure(self, key: str, exc: Exception) -> str:
-        level, _, indices = key.partition("/c/")
-        axes = self._axes[int(level)] if level.isdigit() else ""
-        where = dict(zip(axes, indices.split("/"), strict=False))
-        return (
-            f"{self._path}: the tile at row {where.get('Y', '?')}, column {where.get('X', '?')} "
-            f"of level {level} cannot be decoded ({type(exc).__name__}: {exc}). The file is "
-            "damaged or incomplete; copy it again from the scanner or archive."
-        )
 
 
 class TifffileSource(SlideSource):
@@ -114,15 +65,19 @@ class TifffileSource(SlideSource):
     def __init__(self, path: Path, /, *, series: int | None = None, **options: Any) -> None:
         super().__init__(path, series=series, **options)
         _check_ifd_chain(path)
+        self._tiles: list[LevelTiles] = []
         self._tif = tifffile.TiffFile(path)
         try:
             self._series = self._slide_series(series)
             self._check_axes()
             self._check_complete()
-            self._store = _TiffStore(self._series, path, self._fillvalue())
+            fill = self._fillvalue()
+            self._tiles = [
+                LevelTiles(path, i, level, fill) for i, level in enumerate(self._series.levels)
+            ]
             self._metadata = self._read_metadata()
         except BaseException:
-            self._tif.close()
+            self.close()
             raise
 
     # -- choosing and validating the series ------------------------------------------------
@@ -225,15 +180,12 @@ class TifffileSource(SlideSource):
         )
 
     def _level_info(self, level: int) -> LevelInfo:
-        import zarr
+        tiles = self._tiles[level]
+        return LevelInfo(shape=tiles.shape, tile=tiles.tile, chunks=tiles.chunk_shape())
 
-        axes = self._series.levels[level].axes
-        array = zarr.open_array(store=self._store, path=str(level), mode="r")
-        shape, chunks = array.shape, array.chunks
-        return LevelInfo(
-            shape=(shape[axes.index("Y")], shape[axes.index("X")]),
-            tile=(chunks[axes.index("Y")], chunks[axes.index("X")]),
-        )
+    @override
+    def read_block(self, level: int, y0: int, y1: int, x0: int, x1: int, /) -> np.ndarray:
+        return self._tiles[level].read(y0, y1, x0, x1)
 
     def _channel_names(self, named: tuple[str, ...]) -> tuple[str, ...]:
         axes, shape = self._series.axes, self._series.shape
@@ -280,15 +232,6 @@ class TifffileSource(SlideSource):
     def metadata(self) -> SlideMetadata:
         return self._metadata
 
-    @property
-    @override
-    def store(self) -> _TiffStore:
-        return self._store
-
-    @override
-    def level_axes(self, level: int, /) -> str:
-        return self._series.levels[level].axes
-
     @override
     def read_associated(self, name: str, /) -> np.ndarray:
         series = self._associated_series()[name]
@@ -301,6 +244,8 @@ class TifffileSource(SlideSource):
 
     @override
     def close(self) -> None:
+        for tiles in self._tiles:
+            tiles.close()
         self._tif.close()
 
 

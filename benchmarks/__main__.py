@@ -1,0 +1,144 @@
+"""``python -m benchmarks [--quick] [--repeat N] [--only SUBSTRING]``: run, compare, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.run_case import CASES
+
+RESULTS = Path(__file__).parent / "results"
+FULL = (30000, 40000)
+QUICK = (6000, 8000)
+
+#: (case, reference case, target ratio) — what the issue asks of wsiarray.
+TARGETS = [
+    ("wsiarray image.mean level 0", "raw limit, 2 threads", 0.85),
+    ("wsiarray image.mean level 0", "tiffslide, 1 thread", 2.5),
+    ("wsiarray image.mean level 0", "openslide, 2 threads", 3.5),
+    ("patches: wsiarray", "patches: tiffslide", 1.2),
+    ("wsiarray LocalCluster(2 procs) level 0", "wsiarray image.mean level 0", 0.8),
+]
+
+
+def bench_slide(size: tuple[int, int]) -> Path:
+    """The benchmark slide, generated once into the user cache (never into the repo)."""
+    from wsiarray.synthetic import write_aperio_svs
+
+    from wsiarray.datasets import cache_dir
+
+    path = cache_dir() / f"bench-{size[1]}x{size[0]}-q80.svs"
+    if not path.exists():
+        print(f"writing benchmark slide {path} ...", flush=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_aperio_svs(path, size=size, tile=240, downsamples=(1, 4, 16, 32), quality=80)
+    return path
+
+
+def run_case(name: str, slide: Path) -> dict[str, float]:
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run_case", name, str(slide)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=os.environ | {"PYTHONWARNINGS": "ignore"},
+    )
+    wall = time.perf_counter() - started
+    if completed.returncode:
+        return {
+            "error": completed.stderr.strip().splitlines()[-1] if completed.stderr else "failed"
+        }  # type: ignore[dict-item]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    if name.startswith("first read"):
+        result["seconds"] = wall  # the whole fresh process: interpreter, imports, open, read
+    return result
+
+
+def summarise(name: str, runs: list[dict[str, float]]) -> dict[str, object]:
+    good = [r for r in runs if "error" not in r]
+    if not good:
+        return {"case": name, "error": runs[0].get("error")}
+    seconds = statistics.median(r["seconds"] for r in good)
+    work, unit = good[0]["work"], good[0]["unit"]
+    return {
+        "case": name,
+        "median_s": seconds,
+        "rate": work / seconds,
+        "unit": f"{unit}/s" if unit != "first read" else "ms",
+        "ms": seconds * 1000,
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in good),
+        "runs": len(good),
+    }
+
+
+def report(rows: list[dict[str, object]], slide: Path, repeat: int) -> str:
+    by_name = {r["case"]: r for r in rows}
+    lines = [
+        f"Slide: `{slide.name}`, {repeat} runs per case in fresh processes, medians. Machine: {os.cpu_count()} cores.",
+        "",
+        "| case | median | rate | peak RSS (MB) |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['case']} | error: {row['error']} | | |")
+            continue
+        rate = f"{row['ms']:.0f} ms" if row["unit"] == "ms" else f"{row['rate']:.1f} {row['unit']}"
+        lines.append(
+            f"| {row['case']} | {row['median_s']:.3f} s | {rate} | {row['peak_rss_mb']:.0f} |"
+        )
+    lines += ["", "| target | measured | wanted | met |", "|---|---:|---:|:-:|"]
+    for case, reference, wanted in TARGETS:
+        if (
+            case in by_name
+            and reference in by_name
+            and "rate" in by_name[case]
+            and "rate" in by_name[reference]
+        ):
+            ratio = by_name[case]["rate"] / by_name[reference]["rate"]  # type: ignore[operator]
+            lines.append(
+                f"| {case} / {reference} | {ratio:.2f}x | >= {wanted}x | {'yes' if ratio >= wanted else 'NO'} |"
+            )
+    first = by_name.get("first read: wsiarray")
+    if first and "ms" in first:
+        lines.append(
+            f"| first read in a fresh process | {first['ms']:.0f} ms | <= 250 ms | {'yes' if first['ms'] <= 250 else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a {QUICK[1]}x{QUICK[0]} slide instead of {FULL[1]}x{FULL[0]}",
+    )
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default="", help="run the cases whose name contains this")
+    args = parser.parse_args()
+    slide = bench_slide(QUICK if args.quick else FULL)
+    rows = []
+    for name in CASES:
+        if args.only not in name:
+            continue
+        runs = [run_case(name, slide) for _ in range(args.repeat)]
+        rows.append(summarise(name, runs))
+        print(json.dumps(rows[-1]), flush=True)
+    text = report(rows, slide, args.repeat)
+    RESULTS.mkdir(exist_ok=True)
+    stem = "quick" if args.quick else "full"
+    (RESULTS / f"{stem}.md").write_text(text + "\n")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

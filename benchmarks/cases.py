@@ -1,0 +1,200 @@
+"""The benchmark cases. Each takes the slide path and returns ``(work_done, unit)``.
+
+A case is timed by the runner around one call; ``work_done`` is megapixels or patches.
+Imports happen inside each case so a fresh process pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+PATCH = 256
+PATCHES = 1000
+BLOCK = 4096
+
+
+def _level_blocks(width: int, height: int, block: int = BLOCK) -> list[tuple[int, int, int, int]]:
+    return [
+        (x, y, min(block, width - x), min(block, height - y))
+        for y in range(0, height, block)
+        for x in range(0, width, block)
+    ]
+
+
+def _fast_sum(pixels: np.ndarray) -> np.ndarray:
+    """Per-band sum of a (h, w, c) uint8 block at memory speed.
+
+    Contiguous rows are added as uint32 vectors (no float casts, no length-c inner loops),
+    then folded per band. This is the "+ reduction" of the raw limit, and what peers'
+    pixels get too, so the peers are not slowed by a slow reduction.
+    """
+    height, width, bands = pixels.shape
+    rows = np.ascontiguousarray(pixels).reshape(height, width * bands)
+    return rows.sum(axis=0, dtype=np.uint32).reshape(width, bands).sum(axis=0, dtype=np.uint64)
+
+
+def raw_limit(path: str, threads: int, level: int = 0) -> tuple[float, str]:
+    """imagecodecs decode of every tile's raw bytes, plus the per-band sum: the ceiling."""
+    import imagecodecs
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.series[0].levels[level].keyframe
+        tables = page.jpegtables
+        with open(path, "rb") as fh:
+            chunks = []
+            for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True):
+                fh.seek(offset)
+                chunks.append(fh.read(count))
+        pixels = page.imagewidth * page.imagelength
+
+    def decode(data: bytes) -> np.ndarray:
+        return _fast_sum(imagecodecs.jpeg8_decode(data, tables=tables))
+
+    with ThreadPoolExecutor(threads) as pool:
+        total = sum(pool.map(decode, chunks))
+    assert np.all(np.asarray(total) > 0)
+    return pixels / 1e6, "MP"
+
+
+def _mean_by_blocks(read: Callable[[tuple[int, int, int, int]], np.ndarray], blocks, threads: int):
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(lambda b: _fast_sum(read(b)), blocks))
+
+
+def openslide_mean(path: str, threads: int, level: int = 0) -> tuple[float, str]:
+    import openslide
+
+    slide = openslide.OpenSlide(path)
+    width, height = slide.level_dimensions[level]
+    ds = slide.level_downsamples[level]
+
+    def read(b: tuple[int, int, int, int]) -> np.ndarray:
+        return np.asarray(slide.read_region((int(b[0] * ds), int(b[1] * ds)), level, (b[2], b[3])))
+
+    _mean_by_blocks(read, _level_blocks(width, height), threads)
+    return width * height / 1e6, "MP"
+
+
+def tiffslide_mean(path: str, threads: int, level: int = 0) -> tuple[float, str]:
+    import tiffslide
+
+    slide = tiffslide.TiffSlide(path)
+    width, height = slide.level_dimensions[level]
+    ds = slide.level_downsamples[level]
+
+    def read(b: tuple[int, int, int, int]) -> np.ndarray:
+        return slide.read_region(
+            (int(b[0] * ds), int(b[1] * ds)), level, (b[2], b[3]), as_array=True
+        )
+
+    _mean_by_blocks(read, _level_blocks(width, height), threads)
+    return width * height / 1e6, "MP"
+
+
+def large_image_mean(path: str, source: str, level: int = 0) -> tuple[float, str]:
+    import large_image
+
+    ts = large_image.open(path, source=source) if source != "default" else large_image.open(path)
+    meta = ts.getMetadata()
+    scale = (
+        {"magnification": ts.getNativeMagnification()["magnification"] / (4**level)}
+        if level
+        else None
+    )
+    total = 0
+    pixels = 0
+    kwargs = {
+        "format": large_image.constants.TILE_FORMAT_NUMPY,
+        "tile_size": {"width": BLOCK, "height": BLOCK},
+    }
+    if scale:
+        kwargs["scale"] = scale
+    for tile in ts.tileIterator(**kwargs):
+        array = tile["tile"]
+        total = total + _fast_sum(array)
+        pixels += array.shape[0] * array.shape[1]
+    assert pixels > 0
+    assert meta["sizeX"] > 0
+    return pixels / 1e6, "MP"
+
+
+def wsiarray_mean(path: str, level: int = 0) -> tuple[float, str]:
+    """What a user writes: the whole-level mean colour through xarray, default scheduler."""
+    import wsiarray as wa
+
+    image = wa.open(path).tree[f"level{level}"].image
+    mean = image.mean(("y", "x")).compute()
+    assert mean.shape == (3,)
+    return image.shape[0] * image.shape[1] / 1e6, "MP"
+
+
+def wsiarray_mean_cluster(path: str, level: int = 0) -> tuple[float, str]:
+    """The same reduction on a LocalCluster of 2 worker processes (cluster start not timed)."""
+    raise NotImplementedError  # timed specially by the runner: see runner.CLUSTER
+
+
+def _patch_origins(width: int, height: int) -> list[tuple[int, int]]:
+    rng = np.random.default_rng(12345)
+    xs = rng.integers(0, width - PATCH, PATCHES)
+    ys = rng.integers(0, height - PATCH, PATCHES)
+    return list(zip(xs.tolist(), ys.tolist(), strict=True))
+
+
+def wsiarray_patches(path: str) -> tuple[float, str]:
+    import wsiarray as wa
+
+    slide = wa.open(path)
+    image = slide.image(0)
+    height, width = slide.dimensions
+    for x, y in _patch_origins(width, height):
+        patch = image[y : y + PATCH, x : x + PATCH].values
+        assert patch.shape == (PATCH, PATCH, 3)
+    return PATCHES, "patches"
+
+
+def openslide_patches(path: str) -> tuple[float, str]:
+    import openslide
+
+    slide = openslide.OpenSlide(path)
+    width, height = slide.dimensions
+    for x, y in _patch_origins(width, height):
+        np.asarray(slide.read_region((x, y), 0, (PATCH, PATCH)))
+    return PATCHES, "patches"
+
+
+def tiffslide_patches(path: str) -> tuple[float, str]:
+    import tiffslide
+
+    slide = tiffslide.TiffSlide(path)
+    width, height = slide.dimensions
+    for x, y in _patch_origins(width, height):
+        slide.read_region((x, y), 0, (PATCH, PATCH), as_array=True)
+    return PATCHES, "patches"
+
+
+def first_pixel(path: str, library: str) -> tuple[float, str]:
+    """Import, open and read one 256² patch (the runner times the whole fresh process)."""
+    if library == "wsiarray":
+        import wsiarray as wa
+
+        wa.open(path).image(0)[:PATCH, :PATCH].to_numpy()
+    elif library == "openslide":
+        import openslide
+
+        np.asarray(openslide.OpenSlide(path).read_region((0, 0), 0, (PATCH, PATCH)))
+    elif library == "tiffslide":
+        import tiffslide
+
+        tiffslide.TiffSlide(path).read_region((0, 0), 0, (PATCH, PATCH), as_array=True)
+    elif library == "large_image":
+        import large_image
+
+        large_image.open(path).getRegion(
+            region={"left": 0, "top": 0, "width": PATCH, "height": PATCH},
+            format=large_image.constants.TILE_FORMAT_NUMPY,
+        )
+    return 1, "first read"

@@ -1,0 +1,67 @@
+"""Run one benchmark case in this (fresh) process and print its result as JSON.
+
+``python -m benchmarks.run_case CASE SLIDE``
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+from benchmarks import cases
+
+#: name → (function, keyword arguments)
+CASES = {
+    "raw limit, 1 thread": (cases.raw_limit, {"threads": 1}),
+    "raw limit, 2 threads": (cases.raw_limit, {"threads": 2}),
+    "openslide, 1 thread": (cases.openslide_mean, {"threads": 1}),
+    "openslide, 2 threads": (cases.openslide_mean, {"threads": 2}),
+    "tiffslide, 1 thread": (cases.tiffslide_mean, {"threads": 1}),
+    "tiffslide, 2 threads": (cases.tiffslide_mean, {"threads": 2}),
+    "large_image default source": (cases.large_image_mean, {"source": "default"}),
+    "large_image tiff source": (cases.large_image_mean, {"source": "tiff"}),
+    "wsiarray image.mean level 0": (cases.wsiarray_mean, {"level": 0}),
+    "wsiarray image.mean level 1": (cases.wsiarray_mean, {"level": 1}),
+    "wsiarray LocalCluster(2 procs) level 0": (None, {}),
+    "patches: wsiarray": (cases.wsiarray_patches, {}),
+    "patches: openslide": (cases.openslide_patches, {}),
+    "patches: tiffslide": (cases.tiffslide_patches, {}),
+    "first read: wsiarray": (cases.first_pixel, {"library": "wsiarray"}),
+    "first read: openslide": (cases.first_pixel, {"library": "openslide"}),
+    "first read: tiffslide": (cases.first_pixel, {"library": "tiffslide"}),
+    "first read: large_image": (cases.first_pixel, {"library": "large_image"}),
+}
+
+
+def _cluster_mean(path: str) -> tuple[float, str, float]:
+    from distributed import Client, LocalCluster
+
+    import wsiarray as wa
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster, Client(cluster):
+        image = wa.open(path).image(0)
+        started = time.perf_counter()
+        image.mean(("y", "x")).compute()
+        seconds = time.perf_counter() - started
+    return image.shape[0] * image.shape[1] / 1e6, "MP", seconds
+
+
+def main() -> None:
+    name, path = sys.argv[1], sys.argv[2]
+    function, kwargs = CASES[name]
+    if function is None:
+        work, unit, seconds = _cluster_mean(path)
+    else:
+        started = time.perf_counter()
+        work, unit = function(path, **kwargs)
+        seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"work": work, "unit": unit, "seconds": seconds, "peak_rss_mb": peak_mb}))
+
+
+if __name__ == "__main__":
+    main()
