@@ -40,9 +40,12 @@ def _cluster_mean(path: str) -> tuple[float, str, float]:
 
     import wsiarray as wa
 
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, Client(cluster):
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
         image = wa.open(path).image(0)
         started = time.perf_counter()
         image.mean(("y", "x")).compute()

@@ -109,7 +109,8 @@ class ChunkStore(Store):
             return None
         return level, row, col
 
-    def _padded_chunk(self, level: int, row: int, col: int) -> bytes:
+    def _padded_chunk(self, level: int, row: int, col: int) -> np.ndarray:
+        """The chunk as contiguous bytes (a uint8 view, no copy unless padding is needed)."""
         spec = self._arrays[level]
         block = np.asarray(self._read_chunk(level, row, col), dtype=spec.dtype)
         full = (*spec.chunks, spec.shape[2])
@@ -117,7 +118,7 @@ class ChunkStore(Store):
             padded = np.full(full, spec.fill_value, dtype=spec.dtype)
             padded[: block.shape[0], : block.shape[1]] = block
             block = padded
-        return np.ascontiguousarray(block).tobytes()
+        return np.ascontiguousarray(block).reshape(-1).view(np.uint8)
 
     @override
     async def get(
@@ -133,7 +134,7 @@ class ChunkStore(Store):
         if address is None:
             return None
         data = await asyncio.to_thread(self._padded_chunk, *address)
-        return prototype.buffer.from_bytes(data)
+        return prototype.buffer.from_array_like(data)
 
     @override
     async def get_partial_values(

@@ -93,7 +93,8 @@ class LevelTiles:
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Return pixels ``[y0:y1, x0:x1]`` as a ``(h, w, bands)`` array."""
-        out = np.empty((y1 - y0, x1 - x0, self.bands), dtype=self.dtype)
+        # band-planar memory (see wsiarray.tree.band_planar): tiles are transposed as they are pasted
+        out = np.empty((self.bands, y1 - y0, x1 - x0), dtype=self.dtype).transpose(1, 2, 0)
         th, tw = self.tile
         for ty in range(y0 // th, (y1 - 1) // th + 1):
             for tx in range(x0 // tw, (x1 - 1) // tw + 1):
