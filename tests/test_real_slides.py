@@ -285,3 +285,25 @@ def test_dicom_folder_refused_with_reason() -> None:
     with pytest.raises(wa.UnsupportedFormatError, match="PlanarConfiguration") as info:
         wa.open(folder / "5_0")
     assert "tifffile: does not recognise" in str(info.value)
+
+
+@_over(_cases())
+def test_zarr_store_serves_the_same_pixels(case: tuple[Expected, wa.Slide]) -> None:
+    """Each level is also a zarr v3 array (the store dask's reads share their decoder with)."""
+    import zarr
+
+    from wsiarray.sources import cached_source
+
+    _, slide = case
+    source = cached_source(slide._spec)
+    group = zarr.open_group(store=source.store, mode="r")
+    assert sorted(group.array_keys(), key=int) == [str(i) for i in range(slide.level_count)]
+    for level in range(slide.level_count):
+        array = group[str(level)]
+        assert array.shape == slide.image(level).shape
+        height, width = slide.level_dimensions[level]
+        for y0, x0, h, w in _regions(height, width):
+            np.testing.assert_array_equal(
+                array[y0 : y0 + h, x0 : x0 + w],
+                slide.image(level)[y0 : y0 + h, x0 : x0 + w].to_numpy(),
+            )

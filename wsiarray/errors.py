@@ -14,6 +14,7 @@ __all__ = [
     "PixelBudgetError",
     "ReaderUnavailableError",
     "RegionError",
+    "ScaleError",
     "SlideNotFoundError",
     "TruncatedFileError",
     "UnitError",
@@ -52,6 +53,10 @@ class MissingResolutionError(WsiArrayError, ValueError):
 
 class RegionError(WsiArrayError, ValueError):
     """A region lies outside the slide or is empty."""
+
+
+class ScaleError(WsiArrayError, ValueError):
+    """A scale finer than the slide's full resolution was asked for without ``upsample=True``."""
 
 
 class UnitError(WsiArrayError, ValueError):

@@ -8,11 +8,15 @@ from typing import Any, Self
 import numpy as np
 import xarray as xr
 
-from wsiarray.errors import LevelError
+from wsiarray import geometry
+from wsiarray.errors import LevelError, RegionError, ScaleError
 from wsiarray.sources import SlideMetadata, SourceSpec
-from wsiarray.tree import ChunksLike
+from wsiarray.tree import DEFAULT_CHUNK, ChunksLike, image_at
 
-__all__ = ["Slide"]
+__all__ = ["DIRECT_PIXELS", "Slide"]
+
+#: Regions with at most this many output pixels are read directly, not through dask.
+DIRECT_PIXELS = DEFAULT_CHUNK * DEFAULT_CHUNK
 
 
 class Slide:
@@ -96,10 +100,196 @@ class Slide:
         LevelError
             The slide has no such level.
         """
-        if not 0 <= level < self.level_count:
-            msg = f"level={level!r} out of range: {self.path} has {self.level_count} level(s) (0..{self.level_count - 1})"
-            raise LevelError(msg)
+        self._check_level(level)
         return self.tree[f"level{level}"]["image"]
+
+    def level(
+        self,
+        level: int | None = None,
+        *,
+        magnification: float | None = None,
+        mm: float | None = None,
+        upsample: bool = False,
+    ) -> xr.DataArray:
+        """The lazy ``(y, x, c)`` image at exactly the asked resolution.
+
+        Parameters
+        ----------
+        level : int, optional
+            A level of the file (0 is full resolution).
+        magnification : float, optional
+            Objective magnification, e.g. ``10`` for 10x.
+        mm : float, optional
+            Pixel size in millimetres (``0.001`` is 1 µm per pixel).
+        upsample : bool
+            Allow a resolution finer than level 0 (pixels are replicated).
+
+        Returns
+        -------
+        xarray.DataArray
+            The file's level where one matches (within 0.1 %); otherwise the coarsest finer
+            level, area-averaged to the exact resolution (block means for integer factors,
+            antialiased area weights otherwise; seam-free across dask chunks), in the
+            stored dtype (rounded). Coordinates and attrs (``downsample_x/y``,
+            ``magnification``, ``mm_x``, ``mm_y``) describe the result.
+
+        Raises
+        ------
+        LevelError
+            No such file level.
+        MissingResolutionError
+            ``magnification`` or ``mm`` on a slide that does not record them.
+        ScaleError
+            Finer than level 0 without ``upsample=True``.
+        """
+        return self._image_at(self._downsample(level, magnification, mm, upsample))
+
+    def region(
+        self,
+        left: float,
+        top: float,
+        width: float,
+        height: float,
+        *,
+        units: str = "base_pixels",
+        level: int | None = None,
+        magnification: float | None = None,
+        mm: float | None = None,
+        pad: bool = False,
+        upsample: bool = False,
+    ) -> xr.DataArray:
+        """A rectangle of the slide at any resolution, as a labelled ``(y, x, c)`` DataArray.
+
+        Parameters
+        ----------
+        left, top, width, height : float
+            The rectangle, in ``units``.
+        units : {"base_pixels", "level_pixels", "mm", "um", "fraction"}
+            ``base_pixels`` are level-0 pixels; ``level_pixels`` are pixels at the asked
+            resolution; ``fraction`` is a fraction of the slide's width and height.
+            Aliases: ``base``, ``px``, ``pixels``, ``µm``, ``micron`` ...
+        level, magnification, mm, upsample
+            The output resolution, as in :meth:`level` (default: full resolution).
+        pad : bool
+            Pad the parts outside the slide with the background colour instead of clipping.
+
+        Returns
+        -------
+        xarray.DataArray
+            Lazy. Up to 4096 x 4096 output pixels it reads directly (``.values`` decodes
+            just the tiles it needs, in the calling thread, without dask); larger regions
+            are dask arrays read in parallel. Pixel bounds are floor of the start and
+            ceil of the end, so the asked area is always covered.
+
+        Raises
+        ------
+        RegionError
+            The rectangle is empty, or entirely outside the slide (without ``pad``).
+        UnitError
+            Unknown unit.
+        MissingResolutionError
+            Physical units or magnification on a slide that does not record them.
+        """
+        downsample = self._downsample(level, magnification, mm, upsample)
+        image = self._image_at(downsample)
+        box = geometry.region_to_base(
+            left,
+            top,
+            width,
+            height,
+            units,
+            base_shape=self.dimensions,
+            mm_x=self.mm_x,
+            mm_y=self.mm_y,
+            downsample=downsample,
+        )
+        ds_y, ds_x = image.attrs["downsample_y"], image.attrs["downsample_x"]
+        window = geometry.window_at(box, ds_y, ds_x)
+        if window.shape[0] <= 0 or window.shape[1] <= 0:
+            msg = f"the region {width!r} x {height!r} {units} is empty at this resolution"
+            raise RegionError(msg)
+        inside = window.clipped(image.shape[0], image.shape[1])
+        if (inside.shape[0] == 0 or inside.shape[1] == 0) and not pad:
+            msg = (
+                f"the region left={left!r}, top={top!r}, width={width!r}, height={height!r} "
+                f"({units}) lies outside the slide, which is {self.dimensions[1]} x "
+                f"{self.dimensions[0]} base pixels; pass pad=True for background pixels"
+            )
+            raise RegionError(msg)
+        if window.shape[0] * window.shape[1] <= DIRECT_PIXELS:
+            image = self._image_at(downsample, direct=True)
+        result = image.isel(y=slice(inside.y0, inside.y1), x=slice(inside.x0, inside.x1))
+        if pad and inside != window:
+            result = self._pad(result, window, inside, ds_y, ds_x)
+        return result
+
+    def _pad(
+        self,
+        image: xr.DataArray,
+        window: geometry.PixelWindow,
+        inside: geometry.PixelWindow,
+        ds_y: float,
+        ds_x: float,
+    ) -> xr.DataArray:
+        """Pad with the background colour out to ``window``, extending the coordinates."""
+        background = (list(self.metadata.background) + [0] * len(self.metadata.channels))[
+            : len(self.metadata.channels)
+        ]
+        if image.size == 0:  # wholly outside the slide: only background
+            fill = np.broadcast_to(
+                np.asarray(background, image.dtype), (*window.shape, len(background))
+            )
+            padded = xr.DataArray(
+                fill.copy(), dims=("y", "x", "c"), coords={"c": image.c}, attrs=image.attrs
+            )
+        else:
+            widths = {
+                "y": (inside.y0 - window.y0, window.y1 - inside.y1),
+                "x": (inside.x0 - window.x0, window.x1 - inside.x1),
+            }
+            bands = [
+                image.isel(c=[i]).pad(widths, constant_values=v) for i, v in enumerate(background)
+            ]
+            padded = xr.concat(bands, dim="c").astype(image.dtype)
+        step_y = (self.mm_y or 1.0) * ds_y
+        step_x = (self.mm_x or 1.0) * ds_x
+        return padded.assign_coords(
+            y=(np.arange(window.y0, window.y1) + 0.5) * step_y,
+            x=(np.arange(window.x0, window.x1) + 0.5) * step_x,
+        ).transpose("y", "x", "c")
+
+    def _downsample(
+        self, level: int | None, magnification: float | None, mm: float | None, upsample: bool
+    ) -> float:
+        level_downsample = None
+        if level is not None:
+            level_downsample = self.level_downsamples[self._check_level(level)][1]
+        downsample = geometry.target_downsample(
+            level_downsample=level_downsample,
+            magnification=magnification,
+            mm=mm,
+            native_magnification=self.magnification,
+            mm_x=self.mm_x,
+        )
+        if downsample < 1 - 1e-9 and not upsample:
+            msg = (
+                f"that resolution is {1 / downsample:.3g} times finer than the slide's full "
+                "resolution; pass upsample=True to replicate pixels"
+            )
+            raise ScaleError(msg)
+        return downsample
+
+    def _image_at(self, downsample: float, *, direct: bool = False) -> xr.DataArray:
+        return image_at(self._spec, self.metadata, downsample, chunks=self._chunks, direct=direct)
+
+    def _check_level(self, level: int) -> int:
+        if not 0 <= level < self.level_count:
+            msg = (
+                f"level={level!r} out of range: {self.path} has {self.level_count} level(s) "
+                f"(0..{self.level_count - 1})"
+            )
+            raise LevelError(msg)
+        return level
 
     @property
     def levels(self) -> list[xr.DataArray]:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +17,13 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from dask.base import tokenize
+from xarray.backends import BackendArray
+from xarray.core import indexing
 
+from wsiarray.resample import area_resample, input_span
 from wsiarray.sources import SlideMetadata, SourceSpec, cached_source
 
-__all__ = ["DEFAULT_CHUNK", "ChunksLike", "band_planar", "build_tree", "dask_chunks"]
+__all__ = ["DEFAULT_CHUNK", "ChunksLike", "band_planar", "build_tree", "dask_chunks", "image_at"]
 
 #: Default dask chunk side in pixels: whole native tiles adding up to about this much.
 DEFAULT_CHUNK = 4096
@@ -132,52 +136,181 @@ def _pixel_centres(n: int, step: float) -> np.ndarray:
     return (np.arange(n, dtype=np.float64) + 0.5) * step
 
 
-def _level_dataset(
-    spec: SourceSpec, meta: SlideMetadata, level: int, chunks: ChunksLike
-) -> xr.Dataset:
-    info = meta.levels[level]
-    (height, width), (base_h, base_w) = info.shape, meta.levels[0].shape
-    ds_y, ds_x = base_h / height, base_w / width
-    shape = (height, width, len(meta.channels))
-    reader = _LevelReader(spec, level, shape, np.dtype(meta.dtype))
-    chunk_rows, chunk_cols = dask_chunks(info.chunks, info.shape, chunks)
-    array = da.from_array(
+@dataclass(frozen=True, slots=True)
+class _ScaledReader:
+    """Array-like of a level resampled by area averaging (see :mod:`wsiarray.resample`)."""
+
+    spec: SourceSpec
+    level: int
+    factor: tuple[float, float]
+    level_shape: tuple[int, int]
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    def __getitem__(self, key: tuple[Any, ...]) -> np.ndarray:
+        key = tuple(key) + (slice(None),) * (3 - len(key))
+        (rows, local_rows), (cols, local_cols) = (
+            _bounds(key[0], self.shape[0]),
+            _bounds(key[1], self.shape[1]),
+        )
+        y0, y1 = input_span(rows.start, rows.stop, self.factor[0], self.level_shape[0])
+        x0, x1 = input_span(cols.start, cols.stop, self.factor[1], self.level_shape[1])
+        block = cached_source(self.spec).read(self.level, slice(y0, y1), slice(x0, x1))
+        out = area_resample(
+            block,
+            rows=(rows.start, rows.stop),
+            cols=(cols.start, cols.stop),
+            factor=self.factor,
+            origin=(y0, x0),
+            dtype=self.dtype,
+        )
+        return band_planar(out[local_rows][:, local_cols][..., key[2]])
+
+
+def image_at(
+    spec: SourceSpec,
+    meta: SlideMetadata,
+    downsample: float,
+    *,
+    chunks: ChunksLike = None,
+    direct: bool = False,
+) -> xr.DataArray:
+    """The slide's image at ``downsample`` (relative to level 0), lazy.
+
+    A file level whose downsample matches (within 0.1 %) is used as it is. Otherwise the
+    coarsest level at least as fine as asked is read and area-resampled; the output has ``floor(size / downsample)`` pixels per axis, each
+    exactly ``downsample`` level-0 pixels wide. Below 1 the image is upsampled by pixel
+    replication (area weighting of the covering pixels).
+
+    With ``direct=True`` the data is not a dask array but xarray's lazily indexed array over
+    the same reader: indexing stays lazy and ``.values`` reads just the selection in the
+    calling thread, without dask's per-compute overhead (for small regions).
+    """
+    base_h, base_w = meta.levels[0].shape
+    for level, info in enumerate(meta.levels):
+        if math.isclose(base_w / info.shape[1], downsample, rel_tol=1e-3):
+            return _image(spec, meta, level, chunks, direct=direct)
+    finer = [
+        i for i, lv in enumerate(meta.levels) if base_w / lv.shape[1] <= downsample * (1 + 1e-9)
+    ]
+    level = finer[-1] if finer else 0
+    height, width = meta.levels[level].shape
+    factor = (downsample * height / base_h, downsample * width / base_w)
+    shape = (max(1, math.floor(base_h / downsample)), max(1, math.floor(base_w / downsample)))
+    reader = _ScaledReader(
+        spec, level, factor, (height, width), (*shape, len(meta.channels)), np.dtype(meta.dtype)
+    )
+    # dask chunks sized so that each reads about DEFAULT_CHUNK input pixels a side
+    target = DEFAULT_CHUNK if chunks is None else chunks
+    wanted = (target, target) if isinstance(target, int) else tuple(target)
+    out_chunks = tuple(max(1, math.floor(w / f)) for w, f in zip(wanted, factor, strict=True))
+    name = f"wsiarray-scaled{downsample}-{tokenize(spec, level, downsample, chunks)}"
+    out_chunks = (min(out_chunks[0], shape[0]), min(out_chunks[1], shape[1]))
+    array = _direct(reader) if direct else _from_reader(reader, out_chunks, name)
+    attrs = _scale_attrs(meta, downsample, downsample, read_level=level)
+    return _wrap(array, meta, downsample, downsample, attrs)
+
+
+class _DirectArray(BackendArray):
+    """xarray backend array over a reader: outer indexing reads exactly the selection."""
+
+    def __init__(self, reader: _LevelReader | _ScaledReader) -> None:
+        self.reader = reader
+        self.shape = reader.shape
+        self.dtype = reader.dtype
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.OUTER, self.reader.__getitem__
+        )
+
+
+def _direct(reader: _LevelReader | _ScaledReader) -> indexing.LazilyIndexedArray:
+    return indexing.LazilyIndexedArray(_DirectArray(reader))
+
+
+def _from_reader(reader: Any, chunks: tuple[int, int], name: str) -> da.Array:
+    return da.from_array(
         reader,
-        chunks=(chunk_rows, chunk_cols, -1),
-        name=f"wsiarray-level{level}-{tokenize(spec, level, chunks)}",
+        chunks=(*chunks, -1),
+        name=name,
         asarray=False,
         fancy=True,  # dask 2026.8 fuses slices into the read only for fancy getters
-        meta=np.empty((0, 0, 0), dtype=meta.dtype),
+        meta=np.empty((0, 0, 0), dtype=reader.dtype),
     )
-    known = meta.mm_x is not None and meta.mm_y is not None
-    units = "mm" if known else "base_pixels"
-    step_y = (meta.mm_y if known else 1.0) * ds_y
-    step_x = (meta.mm_x if known else 1.0) * ds_x
-    coords = {
-        "y": (
-            "y",
-            _pixel_centres(height, step_y),
-            {"units": units, "long_name": "distance from top"},
-        ),
-        "x": (
-            "x",
-            _pixel_centres(width, step_x),
-            {"units": units, "long_name": "distance from left"},
-        ),
-        "c": ("c", list(meta.channels)),
-    }
-    attrs = {
-        "level": level,
+
+
+def _scale_attrs(meta: SlideMetadata, ds_y: float, ds_x: float, **extra: Any) -> dict[str, Any]:
+    return {
+        **extra,
         "downsample_x": ds_x,
         "downsample_y": ds_y,
         "magnification": meta.magnification / ds_x if meta.magnification else None,
         "mm_x": meta.mm_x * ds_x if meta.mm_x else None,
         "mm_y": meta.mm_y * ds_y if meta.mm_y else None,
-        "tile_width": info.tile[1],
-        "tile_height": info.tile[0],
     }
-    image = xr.DataArray(array, dims=("y", "x", "c"), coords=coords, name="image")
-    image.encoding["preferred_chunks"] = {"y": chunk_rows, "x": chunk_cols}
+
+
+def _wrap(
+    array: da.Array | indexing.LazilyIndexedArray,
+    meta: SlideMetadata,
+    ds_y: float,
+    ds_x: float,
+    attrs: dict[str, Any],
+) -> xr.DataArray:
+    """Label a ``(y, x, c)`` dask array: mm coordinates at pixel centres (or base pixels)."""
+    known = meta.mm_x is not None and meta.mm_y is not None
+    units = "mm" if known else "base_pixels"
+    step_y = (meta.mm_y if known else 1.0) * ds_y  # type: ignore[operator]
+    step_x = (meta.mm_x if known else 1.0) * ds_x  # type: ignore[operator]
+    coords = {
+        "y": (
+            "y",
+            _pixel_centres(array.shape[0], step_y),
+            {"units": units, "long_name": "distance from top"},
+        ),
+        "x": (
+            "x",
+            _pixel_centres(array.shape[1], step_x),
+            {"units": units, "long_name": "distance from left"},
+        ),
+        "c": ("c", list(meta.channels)),
+    }
+    image = xr.DataArray(array, dims=("y", "x", "c"), coords=coords, name="image", attrs=attrs)
+    if isinstance(array, da.Array):
+        image.encoding["preferred_chunks"] = {"y": array.chunks[0][0], "x": array.chunks[1][0]}
+    return image
+
+
+def _image(
+    spec: SourceSpec, meta: SlideMetadata, level: int, chunks: ChunksLike, *, direct: bool = False
+) -> xr.DataArray:
+    info = meta.levels[level]
+    (height, width), (base_h, base_w) = info.shape, meta.levels[0].shape
+    reader = _LevelReader(spec, level, (height, width, len(meta.channels)), np.dtype(meta.dtype))
+    name = f"wsiarray-level{level}-{tokenize(spec, level, chunks)}"
+    chunk_shape = dask_chunks(info.chunks, info.shape, chunks)
+    array = _direct(reader) if direct else _from_reader(reader, chunk_shape, name)
+    attrs = _scale_attrs(
+        meta,
+        base_h / height,
+        base_w / width,
+        level=level,
+        tile_width=info.tile[1],
+        tile_height=info.tile[0],
+    )
+    return _wrap(array, meta, base_h / height, base_w / width, attrs)
+
+
+def _level_dataset(
+    spec: SourceSpec, meta: SlideMetadata, level: int, chunks: ChunksLike
+) -> xr.Dataset:
+    image = _image(spec, meta, level, chunks)
+    attrs, image.attrs = image.attrs, {}
     return xr.Dataset({"image": image}, attrs=attrs)
 
 

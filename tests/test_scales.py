@@ -1,0 +1,133 @@
+"""Slide.level and Slide.region on real slides: resolutions, units, clipping, padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import wsiarray as wa
+from tests.conftest import real_slide
+
+NDPI = "hamamatsu/test3-DAPI-2-(387).ndpi"  # 40x, 0.228 µm/px, levels 1/2/4/8
+SVS = "aperio/CMU-1-Small-Region.svs"  # 20x, one level
+
+
+@pytest.fixture(scope="module")
+def ndpi() -> wa.Slide:
+    return wa.open(real_slide(NDPI))
+
+
+def test_level_at_a_file_magnification_is_that_level(ndpi: wa.Slide) -> None:
+    image = ndpi.level(magnification=10)
+    assert image.attrs["level"] == 2
+    assert image.shape == (1216, 992, 3)
+    assert image.data.name == ndpi.image(2).data.name  # the same dask array: no resampling
+
+
+def test_level_by_mm(ndpi: wa.Slide) -> None:
+    image = ndpi.level(mm=ndpi.mm_x * 8)
+    assert image.attrs["level"] == 3
+
+
+def test_integer_factor_between_levels_is_a_block_mean(ndpi: wa.Slide) -> None:
+    """2.5x is not a file level (they stop at 5x): level 3 averaged over 2 x 2 blocks."""
+    image = ndpi.level(magnification=2.5)
+    assert image.attrs["read_level"] == 3
+    assert image.shape == (304, 248, 3)
+    level3 = ndpi.image(3).values.astype(np.float64)
+    expected = level3.reshape(304, 2, 248, 2, 3).mean(axis=(1, 3))
+    assert np.abs(image.values - expected).max() <= 0.5 + 1e-6  # rounded to uint8
+    assert image.attrs["magnification"] == pytest.approx(2.5)
+    assert image.attrs["mm_x"] == pytest.approx(16 * ndpi.mm_x)
+    np.testing.assert_allclose(image.x.values[:2], np.array([0.5, 1.5]) * 16 * ndpi.mm_x)
+
+
+def test_non_integer_factor_is_seamless_across_chunks() -> None:
+    fine = wa.open(real_slide(NDPI), chunks=256).level(magnification=15)
+    whole = wa.open(real_slide(NDPI), chunks=8192).level(magnification=15)
+    assert fine.attrs["read_level"] == 1
+    assert fine.attrs["downsample_x"] == pytest.approx(40 / 15)
+    assert len(fine.chunks[0]) > 5
+    assert len(whole.chunks[0]) == 1
+    np.testing.assert_array_equal(fine.values, whole.values)
+    # and the mean colour is the level's, up to rounding
+    level1 = wa.open(real_slide(NDPI)).image(1).values.reshape(-1, 3).mean(axis=0)
+    np.testing.assert_allclose(fine.values.reshape(-1, 3).mean(axis=0), level1, atol=0.6)
+
+
+def test_upsampling_is_explicit(ndpi: wa.Slide) -> None:
+    with pytest.raises(wa.ScaleError, match="upsample=True"):
+        ndpi.level(magnification=80)
+    big = ndpi.level(magnification=80, upsample=True)
+    assert big.shape == (9728, 7936, 3)
+    np.testing.assert_array_equal(
+        big[:4, :4].values, np.repeat(np.repeat(ndpi.image(0)[:2, :2].values, 2, 0), 2, 1)
+    )
+
+
+def test_region_base_pixels_equals_slicing(ndpi: wa.Slide) -> None:
+    region = ndpi.region(1000, 2000, 300, 200)
+    assert region.shape == (200, 300, 3)
+    np.testing.assert_array_equal(region.values, ndpi.image(0)[2000:2200, 1000:1300].values)
+    xr_coords = ndpi.image(0).x.values[1000:1300]
+    np.testing.assert_array_equal(region.x.values, xr_coords)
+
+
+def test_small_regions_read_directly_large_ones_through_dask(ndpi: wa.Slide) -> None:
+    small = ndpi.region(0, 0, 256, 256)
+    assert small.chunks is None  # xarray's lazy indexing: .values reads just these pixels
+    large = ndpi.region(0, 0, 3968, 4864)
+    assert large.chunks is not None
+
+
+def test_region_in_mm_at_a_magnification(ndpi: wa.Slide) -> None:
+    region = ndpi.region(0.5, 0.25, 0.2, 0.1, units="mm", magnification=10)
+    pixel_mm = 4 * ndpi.mm_x
+    assert region.shape[1] == pytest.approx(0.2 / pixel_mm, abs=1)
+    assert region.x.values[0] <= 0.5 <= region.x.values[0] + pixel_mm
+    np.testing.assert_array_equal(region.values, ndpi.image(2).sel(x=region.x, y=region.y).values)
+
+
+def test_region_level_pixels_and_fraction(ndpi: wa.Slide) -> None:
+    by_level = ndpi.region(10, 20, 30, 40, units="level_pixels", level=2)
+    np.testing.assert_array_equal(by_level.values, ndpi.image(2)[20:60, 10:40].values)
+    half = ndpi.region(0.5, 0.5, 0.5, 0.5, units="fraction", level=3)
+    assert half.shape == (304, 248, 3)
+
+
+def test_region_clipped_by_default_and_padded_on_request(ndpi: wa.Slide) -> None:
+    clipped = ndpi.region(3900, 4800, 200, 200)
+    assert clipped.shape == (64, 68, 3)
+    padded = ndpi.region(3900, 4800, 200, 200, pad=True)
+    assert padded.shape == (200, 200, 3)
+    np.testing.assert_array_equal(padded.values[:64, :68], clipped.values)
+    assert (padded.values[64:] == 255).all()
+    assert (padded.values[:, 68:] == 255).all()
+    np.testing.assert_allclose(padded.x.values[[0, -1]] / ndpi.mm_x, [3900.5, 4099.5])
+
+
+def test_region_errors(ndpi: wa.Slide) -> None:
+    with pytest.raises(wa.RegionError, match="outside the slide"):
+        ndpi.region(5000, 5000, 10, 10)
+    with pytest.raises(wa.RegionError, match="is empty"):
+        ndpi.region(10, 10, 0, 5)
+    with pytest.raises(wa.UnitError):
+        ndpi.region(0, 0, 1, 1, units="inch")
+    outside = ndpi.region(5000, 5000, 10, 10, pad=True)
+    assert (outside.values == 255).all()
+
+
+def test_missing_mpp_refuses_physical_units() -> None:
+    slide = wa.open(real_slide("aperio/tcga-cr-7395-01a-01-ts1.svs"))
+    with pytest.raises(wa.MissingResolutionError, match="pixel size is unknown"):
+        slide.region(0, 0, 1, 1, units="mm")
+    with pytest.raises(wa.MissingResolutionError, match="magnification is unknown"):
+        slide.level(magnification=5)
+    assert slide.region(0, 0, 10, 10).shape == (10, 10, 3)
+
+
+def test_region_on_openslide_reader_equals_tifffile_reader() -> None:
+    path = real_slide(SVS)
+    a = wa.open(path).region(500, 600, 700, 300, magnification=10)
+    b = wa.open(path, reader="openslide").region(500, 600, 700, 300, magnification=10)
+    np.testing.assert_array_equal(a.values, b.values)
