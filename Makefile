@@ -18,6 +18,7 @@ demo: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --nbmake notebooks/ -o testpaths= -o addopts= -q
 
 bench: setup
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

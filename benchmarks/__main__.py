@@ -23,15 +23,15 @@ TARGETS = [
     ("wsiarray image.mean level 0", "tiffslide, 1 thread", 2.5),
     ("wsiarray image.mean level 0", "openslide, 2 threads", 3.5),
     ("patches: wsiarray", "patches: tiffslide", 1.2),
+    ("patches: wsiarray", "patches: openslide", 1.0),
     ("wsiarray LocalCluster(2 procs) level 0", "wsiarray image.mean level 0", 0.8),
 ]
 
 
 def bench_slide(size: tuple[int, int]) -> Path:
     """The benchmark slide, generated once into the user cache (never into the repo)."""
-    from wsiarray.synthetic import write_aperio_svs
-
     from wsiarray.datasets import cache_dir
+    from wsiarray.synthetic import write_aperio_svs
 
     path = cache_dir() / f"bench-{size[1]}x{size[0]}-q80.svs"
     if not path.exists():

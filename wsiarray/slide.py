@@ -280,6 +280,14 @@ class Slide:
         return downsample
 
     def _image_at(self, downsample: float, *, direct: bool = False) -> xr.DataArray:
+        """The (cached) lazy image at a downsample: building one costs more than a patch read."""
+        key = (downsample, direct)
+        cache: dict[tuple[float, bool], xr.DataArray] = self.__dict__.setdefault("_images", {})
+        if key not in cache:
+            cache[key] = self._build_image(downsample, direct=direct)
+        return cache[key]
+
+    def _build_image(self, downsample: float, *, direct: bool) -> xr.DataArray:
         return image_at(self._spec, self.metadata, downsample, chunks=self._chunks, direct=direct)
 
     def _check_level(self, level: int) -> int:
