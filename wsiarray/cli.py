@@ -39,13 +39,7 @@ def _info(path: str, as_json: bool) -> int:
     meta = slide.metadata
     if as_json:
         payload = {
-            "path": slide.path,
-            "format": meta.format,
-            "reader": meta.reader,
-            "mm_x": meta.mm_x,
-            "mm_y": meta.mm_y,
-            "magnification": meta.magnification,
-            "magnification_derived": meta.magnification_derived,
+            **slide.tree.attrs,
             "channels": list(meta.channels),
             "dtype": meta.dtype,
             "levels": [list(level.shape) for level in meta.levels],

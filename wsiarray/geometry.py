@@ -115,22 +115,22 @@ def target_downsample(
     if level_downsample is not None:
         return float(level_downsample)
     if magnification is not None:
-        if magnification <= 0:
-            msg = f"magnification must be positive, got {magnification!r}"
-            raise ValueError(msg)
-        if native_magnification is None:
-            msg = "the slide's magnification is unknown, so magnification= cannot be used; use level= or mm="
-            raise MissingResolutionError(msg)
-        return native_magnification / magnification
+        _check_scale(magnification, "magnification", native_magnification, "level= or mm=")
+        return native_magnification / magnification  # type: ignore[operator]
     if mm is not None:
-        if mm <= 0:
-            msg = f"mm must be positive, got {mm!r}"
-            raise ValueError(msg)
-        if mm_x is None:
-            msg = "the slide's pixel size is unknown, so mm= cannot be used; use level= or magnification="
-            raise MissingResolutionError(msg)
-        return mm / mm_x
+        _check_scale(mm, "mm", mm_x, "level= or magnification=")
+        return mm / mm_x  # type: ignore[operator]
     return 1.0
+
+
+def _check_scale(value: float, name: str, known: float | None, alternatives: str) -> None:
+    if value <= 0:
+        msg = f"{name} must be positive, got {value!r}"
+        raise ValueError(msg)
+    if known is None:
+        what = "magnification" if name == "magnification" else "pixel size"
+        msg = f"the slide's {what} is unknown, so {name}= cannot be used; use {alternatives}"
+        raise MissingResolutionError(msg)
 
 
 def region_to_base(

@@ -31,14 +31,17 @@ DEFAULT_CHUNK = 4096
 ChunksLike = int | tuple[int, int] | None
 
 
-@dataclass(frozen=True, slots=True)
-class _LevelReader:
-    """Array-like handed to ``dask.array.from_array``: pickles as (spec, level), reads through the cache."""
+class _Reader:
+    """Array-like handed to ``dask.array.from_array`` (and xarray's lazy indexing).
 
-    spec: SourceSpec
-    level: int
+    It pickles as its fields (the slide's :class:`SourceSpec`, never a file handle) and reads
+    through the per-process cache of open slides. Subclasses implement :meth:`_read` for
+    unit-step row and column slices; indexing with steps, integers or integer arrays is
+    served from their bounding range.
+    """
+
+    __slots__ = ()
     shape: tuple[int, int, int]
-    dtype: np.dtype
 
     @property
     def ndim(self) -> int:
@@ -46,12 +49,25 @@ class _LevelReader:
 
     def __getitem__(self, key: tuple[Any, ...]) -> np.ndarray:
         key = tuple(key) + (slice(None),) * (3 - len(key))
-        (rows, local_rows), (cols, local_cols) = (
-            _bounds(key[0], self.shape[0]),
-            _bounds(key[1], self.shape[1]),
-        )
-        block = cached_source(self.spec).read(self.level, rows, cols)
-        return band_planar(block[local_rows][:, local_cols][..., key[2]])
+        rows, local_rows = _bounds(key[0], self.shape[0])
+        cols, local_cols = _bounds(key[1], self.shape[1])
+        return band_planar(self._read(rows, cols)[local_rows][:, local_cols][..., key[2]])
+
+    def _read(self, rows: slice, cols: slice) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class _LevelReader(_Reader):
+    """A level of the file."""
+
+    spec: SourceSpec
+    level: int
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+
+    def _read(self, rows: slice, cols: slice) -> np.ndarray:
+        return cached_source(self.spec).read(self.level, rows, cols)
 
 
 def _bounds(index: Any, size: int) -> tuple[slice, Any]:
@@ -73,18 +89,16 @@ def _bounds(index: Any, size: int) -> tuple[slice, Any]:
 
 
 @dataclass(frozen=True, slots=True)
-class _AssociatedReader:
+class _AssociatedReader(_Reader):
+    """An associated image (read whole: they are small and stored in one piece)."""
+
     spec: SourceSpec
     name: str
     shape: tuple[int, int, int]
     dtype: np.dtype
 
-    @property
-    def ndim(self) -> int:
-        return 3
-
-    def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
-        return cached_source(self.spec).read_associated(self.name)[key]
+    def _read(self, rows: slice, cols: slice) -> np.ndarray:
+        return cached_source(self.spec).read_associated(self.name)[rows, cols]
 
 
 def band_planar(block: np.ndarray) -> np.ndarray:
@@ -137,8 +151,8 @@ def _pixel_centres(n: int, step: float) -> np.ndarray:
 
 
 @dataclass(frozen=True, slots=True)
-class _ScaledReader:
-    """Array-like of a level resampled by area averaging (see :mod:`wsiarray.resample`)."""
+class _ScaledReader(_Reader):
+    """A level resampled by area averaging (see :mod:`wsiarray.resample`)."""
 
     spec: SourceSpec
     level: int
@@ -147,20 +161,11 @@ class _ScaledReader:
     shape: tuple[int, int, int]
     dtype: np.dtype
 
-    @property
-    def ndim(self) -> int:
-        return 3
-
-    def __getitem__(self, key: tuple[Any, ...]) -> np.ndarray:
-        key = tuple(key) + (slice(None),) * (3 - len(key))
-        (rows, local_rows), (cols, local_cols) = (
-            _bounds(key[0], self.shape[0]),
-            _bounds(key[1], self.shape[1]),
-        )
+    def _read(self, rows: slice, cols: slice) -> np.ndarray:
         y0, y1 = input_span(rows.start, rows.stop, self.factor[0], self.level_shape[0])
         x0, x1 = input_span(cols.start, cols.stop, self.factor[1], self.level_shape[1])
         block = cached_source(self.spec).read(self.level, slice(y0, y1), slice(x0, x1))
-        out = area_resample(
+        return area_resample(
             block,
             rows=(rows.start, rows.stop),
             cols=(cols.start, cols.stop),
@@ -168,7 +173,6 @@ class _ScaledReader:
             origin=(y0, x0),
             dtype=self.dtype,
         )
-        return band_planar(out[local_rows][:, local_cols][..., key[2]])
 
 
 def image_at(
@@ -218,7 +222,7 @@ def image_at(
 class _DirectArray(BackendArray):
     """xarray backend array over a reader: outer indexing reads exactly the selection."""
 
-    def __init__(self, reader: _LevelReader | _ScaledReader) -> None:
+    def __init__(self, reader: _Reader) -> None:
         self.reader = reader
         self.shape = reader.shape
         self.dtype = reader.dtype
@@ -229,7 +233,7 @@ class _DirectArray(BackendArray):
         )
 
 
-def _direct(reader: _LevelReader | _ScaledReader) -> indexing.LazilyIndexedArray:
+def _direct(reader: _Reader) -> indexing.LazilyIndexedArray:
     return indexing.LazilyIndexedArray(_DirectArray(reader))
 
 

@@ -90,11 +90,13 @@ class SlideSource(abc.ABC):
 
     A source holds open file handles, so it is not pickled: pickle the path and options
     instead (see :class:`wsiarray.sources.SourceSpec`), as wsiarray's dask graphs do.
-    Subclasses set ``name`` and implement :meth:`claims`, ``__init__``, :attr:`metadata`,
+    Subclasses set ``name`` and :attr:`metadata` and implement :meth:`claims`, ``__init__``,
     :meth:`read_block` and :meth:`read_associated`; ``read_block`` must be thread-safe.
     """
 
     name: ClassVar[str]
+    #: Normalised metadata; set by the subclass's ``__init__``.
+    metadata: SlideMetadata
 
     def __init__(self, path: Path, /, **options: Any) -> None:
         self.path = path
@@ -104,11 +106,6 @@ class SlideSource(abc.ABC):
     @abc.abstractmethod
     def claims(cls, path: Path, header: bytes, /) -> bool:
         """Say from the path and its first bytes whether this reader should try the file."""
-
-    @property
-    @abc.abstractmethod
-    def metadata(self) -> SlideMetadata:
-        """Normalised metadata."""
 
     @abc.abstractmethod
     def read_block(self, level: int, y0: int, y1: int, x0: int, x1: int, /) -> np.ndarray:

@@ -69,7 +69,7 @@ class OpenSlideSource(SlideSource):
         self._slide = self._open_handle()
         self._handle_lock = threading.Lock()
         self._downsamples = tuple(self._slide.level_downsamples)
-        self._metadata = self._read_metadata()
+        self.metadata = self._read_metadata()
 
     def _open_handle(self) -> openslide.OpenSlide:
         openslide = _import_openslide()
@@ -142,17 +142,12 @@ class OpenSlideSource(SlideSource):
                 f"{level}: {exc}. The file is damaged or incomplete."
             )
             raise CorruptTileError(msg) from exc
-        return composite_over(np.asarray(region), self._metadata.background)
-
-    @property
-    @override
-    def metadata(self) -> SlideMetadata:
-        return self._metadata
+        return composite_over(np.asarray(region), self.metadata.background)
 
     @override
     def read_associated(self, name: str, /) -> np.ndarray:
         image = np.asarray(self._slide.associated_images[name].convert("RGBA"))
-        return composite_over(image, self._metadata.background)
+        return composite_over(image, self.metadata.background)
 
     @override
     def close(self) -> None:

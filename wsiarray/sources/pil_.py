@@ -82,7 +82,7 @@ class PilSource(SlideSource):
             raise PixelBudgetError(msg)
         # A plain image's dpi describes a printer, not a microscope: the pixel size stays unknown.
         dtype = _mode_dtype(self._mode)
-        self._metadata = SlideMetadata(
+        self.metadata = SlideMetadata(
             format=fmt,
             reader=self.name,
             levels=(
@@ -119,11 +119,6 @@ class PilSource(SlideSource):
     @override
     def read_block(self, level: int, y0: int, y1: int, x0: int, x1: int, /) -> np.ndarray:
         return self._decoded()[y0:y1, x0:x1]
-
-    @property
-    @override
-    def metadata(self) -> SlideMetadata:
-        return self._metadata
 
     @override
     def read_associated(self, name: str, /) -> np.ndarray:

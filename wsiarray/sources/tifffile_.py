@@ -75,7 +75,7 @@ class TifffileSource(SlideSource):
             self._tiles = [
                 LevelTiles(path, i, level, fill) for i, level in enumerate(self._series.levels)
             ]
-            self._metadata = self._read_metadata()
+            self.metadata = self._read_metadata()
         except BaseException:
             self.close()
             raise
@@ -226,11 +226,6 @@ class TifffileSource(SlideSource):
         return 255 if rgb and self._series.dtype == np.uint8 else 0
 
     # -- SlideSource interface --------------------------------------------------------------
-
-    @property
-    @override
-    def metadata(self) -> SlideMetadata:
-        return self._metadata
 
     @override
     def read_associated(self, name: str, /) -> np.ndarray:
