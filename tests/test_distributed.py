@@ -1,0 +1,41 @@
+"""Graphs carry paths, so the same computation runs on a distributed cluster of processes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import wsiarray as wa
+from tests.conftest import real_slide
+
+distributed = pytest.importorskip("distributed", reason="the 'distributed' extra is not installed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+def test_whole_level_mean_on_a_cluster_equals_threaded(client) -> None:
+    slide = wa.open(real_slide("hamamatsu/test3-DAPI-2-(387).ndpi"), chunks=1024)
+    image = slide.image(0)
+    on_cluster = image.sum(("y", "x")).compute().values  # the client is the default scheduler here
+    threaded = image.sum(("y", "x")).compute(scheduler="threads").values
+    np.testing.assert_array_equal(on_cluster, threaded)
+    assert len(client.scheduler_info()["workers"]) == 2
+
+
+def test_resampled_level_on_a_cluster_equals_threaded(client) -> None:
+    image = wa.open(real_slide("aperio/CMU-1-Small-Region.svs"), chunks=512).level(magnification=7)
+    np.testing.assert_array_equal(image.compute().values, image.compute(scheduler="threads").values)
+
+
+def test_result_survives_a_worker_restart(client) -> None:
+    slide = wa.open(real_slide("aperio/CMU-1-Small-Region.svs"), chunks=480)
+    expected = slide.image(0).sum(("y", "x")).compute(scheduler="threads").values
+    client.restart()  # kills and restarts both worker processes: their open-slide caches are gone
+    np.testing.assert_array_equal(slide.image(0).sum(("y", "x")).compute().values, expected)
