@@ -143,11 +143,12 @@ def region_to_base(
     base_shape: tuple[int, int],
     mm_x: float | None,
     mm_y: float | None,
-    downsample: float,
+    downsample: float | tuple[float, float],
 ) -> Box:
     """Convert a region given in ``units`` to level-0 pixel coordinates.
 
-    ``level_pixels`` are pixels at the requested scale (``downsample`` base pixels each);
+    ``level_pixels`` are pixels at the requested scale (``downsample`` base pixels each, or
+    ``(downsample_y, downsample_x)`` for a file level whose axes differ slightly);
     ``fraction`` is a fraction of the slide's width and height.
 
     Raises
@@ -166,7 +167,7 @@ def region_to_base(
     if unit == "base_pixels":
         sx = sy = 1.0
     elif unit == "level_pixels":
-        sx = sy = downsample
+        sy, sx = downsample if isinstance(downsample, tuple) else (downsample, downsample)
     elif unit == "fraction":
         sy, sx = float(base_shape[0]), float(base_shape[1])
     else:

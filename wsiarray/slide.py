@@ -192,6 +192,7 @@ class Slide:
         """
         downsample = self._downsample(level, magnification, mm, upsample)
         image = self._image_at(downsample)
+        ds_y, ds_x = image.attrs["downsample_y"], image.attrs["downsample_x"]
         box = geometry.region_to_base(
             left,
             top,
@@ -201,9 +202,8 @@ class Slide:
             base_shape=self.dimensions,
             mm_x=self.mm_x,
             mm_y=self.mm_y,
-            downsample=downsample,
+            downsample=(ds_y, ds_x),
         )
-        ds_y, ds_x = image.attrs["downsample_y"], image.attrs["downsample_x"]
         window = geometry.window_at(box, ds_y, ds_x)
         if window.shape[0] <= 0 or window.shape[1] <= 0:
             msg = f"the region {width!r} x {height!r} {units} is empty at this resolution"
