@@ -255,3 +255,232 @@ def test_bad_units(synthetic: Path) -> None:
 
     with pytest.raises(wa.UnitError, match="Invalid units 'inch'"):
         compat.open(synthetic).getRegion(region={"left": 0, "units": "inch"}, format="numpy")
+
+
+def _without_pixels(tile) -> dict:
+    return {k: v for k, v in tile.items() if k not in ("tile", "format")}
+
+
+TILINGS = [
+    {"tile_size": {"width": 512}, "tile_overlap": {"x": 64}},  # 12 columns, the last 72 px wide
+    {
+        "region": {"left": 0, "top": 0, "width": 8, "height": 8},
+        "tile_size": {"width": 5},
+        "tile_overlap": {"x": 4},
+    },
+    {
+        "region": {"left": 0, "top": 0, "width": 8, "height": 8},
+        "tile_size": {"width": 5},
+        "tile_overlap": {"x": 4, "edges": True},
+    },
+    {"scale": {"magnification": 7}, "tile_size": {"width": 256}},  # resampled tiles, float x/y
+    {"scale": {"magnification": 5}},  # a real level, native tiles
+    {
+        "scale": {"magnification": 2.5},
+        "tile_size": {"width": 300},
+        "tile_overlap": {"x": 30, "y": 30},
+    },
+    {
+        "region": {"left": 500, "top": 600, "width": 2000, "height": 1500},
+        "tile_size": {"width": 300, "height": 200},
+        "tile_overlap": {"x": 20, "y": 10, "edges": True},
+    },
+    {
+        "region": {"left": 1000, "top": 1000, "width": 1000, "height": 1000},
+        "tile_offset": {"auto": True},
+        "tile_size": {"width": 300},
+    },
+    {
+        "region": {"left": 1000, "top": 1000, "width": 1000, "height": 1000},
+        "tile_offset": {"left": 7, "top": 3},
+        "tile_size": {"width": 300},
+    },
+    {
+        "region": {"left": 0.1, "top": 0.1, "width": 0.9, "height": 0.5, "units": "mm"},
+        "scale": {"mm_x": 0.001},
+    },
+    {"tile_size": {"width": 512}, "tile_position": 13},
+    {"tile_size": {"width": 512}, "tile_position": 1000},  # out of range: nothing
+    {"tile_size": {"width": 512}, "tile_position": {"position": 3}},
+    {"tile_size": {"width": 512}, "tile_position": {"region_x": 2, "region_y": 1}},
+    {
+        "region": {"top": 600},
+        "tile_size": {"width": 512},
+        "tile_position": {"level_x": 2, "level_y": 1},
+    },
+    {"scale": {"magnification": 7, "exact": True}},  # no such level: nothing
+]
+
+
+@pytest.mark.parametrize("kwargs", TILINGS)
+def test_tile_iterator_matches(synthetic: Path, kwargs) -> None:
+    ours, theirs = _pair(synthetic)
+    a = list(ours.tileIterator(format=compat.TILE_FORMAT_NUMPY, **kwargs))
+    b = list(theirs.tileIterator(format=large_image.constants.TILE_FORMAT_NUMPY, **kwargs))
+    assert len(a) == len(b)
+    for mine, oracle in zip(a, b, strict=True):
+        assert _without_pixels(mine) == _without_pixels(oracle)
+    for mine, oracle in list(zip(a, b, strict=True))[:3] + list(zip(a, b, strict=True))[-2:]:
+        assert mine["format"] == oracle["format"] == "numpy"
+        assert mine["tile"].shape == oracle["tile"].shape
+        assert np.abs(mine["tile"].astype(int) - oracle["tile"].astype(int)).max() <= 2
+
+
+def test_tiles_are_lazy_and_pickle(synthetic: Path) -> None:
+    ours = compat.open(synthetic)
+    tile = ours.getSingleTile(
+        tile_size={"width": 300}, tile_position=5, format=compat.TILE_FORMAT_NUMPY
+    )
+    assert dict.__getitem__(tile, "tile") is None  # nothing read yet
+    clone = pickle.loads(pickle.dumps(tile))
+    np.testing.assert_array_equal(clone["tile"], tile["tile"])
+    assert tile["tile"].shape == (300, 300, 4)
+    assert ours.getTileCount(tile_size={"width": 512}) == 80
+
+
+@pytest.fixture(scope="module")
+def seed_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed walkthrough's geometry (TCGA-02-0010 ... DX4: 32001 x 38474, 240-px tiles, 20x,
+    0.5015 µm/px) as a sparse SVS: every tile is empty, so it is written in milliseconds."""
+    import tifffile
+
+    height, width = 38474, 32001
+    description = (
+        f"Aperio Image Library v12.0.15 \r\n{width}x{height} [0,0 {width}x{height}] (240x240) JPEG/RGB Q=80"
+        "|AppMag = 20|MPP = 0.5015"
+    )
+    tiles = -(-height // 240) * -(-width // 240)
+    path = tmp_path_factory.mktemp("seed") / "seed.svs"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(
+            iter([b""] * tiles),
+            shape=(height, width, 3),
+            dtype="uint8",
+            tile=(240, 240),
+            compression="jpeg",
+            photometric="rgb",
+            description=description,
+            metadata=None,
+        )
+    return path
+
+
+def test_seed_walkthrough_values(seed_slide: Path) -> None:
+    """Every value the seed notebook printed (large_image_semantics.md, "Seed walkthrough outputs")."""
+    ts = compat.getTileSource(seed_slide)
+    assert ts.getMetadata() == {
+        "levels": 9,
+        "magnification": 20.0,
+        "mm_x": 0.0005015,
+        "mm_y": 0.0005015,
+        "sizeX": 32001,
+        "sizeY": 38474,
+        "tileHeight": 240,
+        "tileWidth": 240,
+        "dtype": "uint8",
+        "bandCount": 4,
+    }
+    assert ts.getNativeMagnification() == {
+        "magnification": 20.0,
+        "mm_x": 0.0005015,
+        "mm_y": 0.0005015,
+    }
+    for level in range(9):
+        mag = ts.getMagnificationForLevel(level=level)
+        scale = 2 ** (8 - level)
+        assert mag["magnification"] == pytest.approx(20 / scale)
+        assert mag["scale"] == scale
+        assert mag["level"] == level
+        assert mag["mm_x"] == mag["mm_y"] == pytest.approx(0.0005015 * scale)
+    assert ts.getMagnificationForLevel(level=0)["mm_x"] == pytest.approx(0.128384)
+    assert ts.getLevelForMagnification(magnification=10) == 7
+    assert ts.getLevelForMagnification(mm_x=0.0005) == 8
+    tiles = list(
+        ts.tileIterator(
+            region={
+                "left": 5000,
+                "top": 5000,
+                "width": 20000,
+                "height": 20000,
+                "units": "base_pixels",
+            },
+            scale={"magnification": 20},
+            tile_size={"width": 1000, "height": 1000},
+            tile_overlap={"x": 50, "y": 50},
+            format=compat.TILE_FORMAT_PIL,
+        )
+    )
+    assert len(tiles) == 484
+    tile = tiles[100]
+    picture = tile["tile"]
+    assert (picture.mode, picture.size) == ("RGBA", (1000, 1000))
+    assert {k: v for k, v in tile.items() if k != "tile"} == {
+        "format": "PIL",
+        "gheight": 1000.0,
+        "gwidth": 1000.0,
+        "gx": 16150.0,
+        "gy": 8550.0,
+        "height": 1000,
+        "iterator_range": {
+            "level_x_max": 27,
+            "level_x_min": 5,
+            "level_y_max": 27,
+            "level_y_min": 5,
+            "position": 484,
+            "region_x_max": 22,
+            "region_y_max": 22,
+        },
+        "level": 8,
+        "level_x": 17,
+        "level_y": 9,
+        "magnification": 20.0,
+        "mm_x": 0.0005015,
+        "mm_y": 0.0005015,
+        "tile_overlap": {"bottom": 25, "left": 25, "right": 25, "top": 25},
+        "tile_position": {
+            "level_x": 17,
+            "level_y": 9,
+            "position": 100,
+            "region_x": 12,
+            "region_y": 4,
+        },
+        "width": 1000,
+        "x": 16150,
+        "y": 8550,
+    }
+    single = ts.getSingleTile(tile_size={"width": 1000, "height": 1000}, tile_position=1000)
+    assert (single["level_x"], single["level_y"]) == (
+        1000 % 33,
+        1000 // 33,
+    )  # 33 columns of 1000 px
+    region, kind = ts.getRegion(
+        region={"left": 10000, "top": 10000, "width": 1000, "height": 1000, "units": "base_pixels"},
+        format=compat.TILE_FORMAT_NUMPY,
+    )
+    assert region.shape == (1000, 1000, 4)
+    assert kind == "numpy"
+    assert ts.convertRegionScale(
+        sourceRegion={
+            "left": 5000,
+            "top": 5000,
+            "width": 1000,
+            "height": 1000,
+            "units": "mag_pixels",
+        },
+        sourceScale={"magnification": 20},
+        targetScale={"magnification": 10},
+        targetUnits="mag_pixels",
+    ) == {"height": 500.0, "left": 2500.0, "top": 2500.0, "units": "mag_pixels", "width": 500.0}
+    image, _ = ts.getRegionAtAnotherScale(
+        sourceRegion={
+            "left": 5000,
+            "top": 5000,
+            "width": 10000,
+            "height": 10000,
+            "units": "mag_pixels",
+        },
+        sourceScale={"magnification": 20},
+        targetScale={"magnification": 1.25},
+        format=compat.TILE_FORMAT_NUMPY,
+    )
+    assert image.shape == (625, 625, 4)

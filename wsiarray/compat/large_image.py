@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ __all__ = [
     "TILE_FORMAT_IMAGE",
     "TILE_FORMAT_NUMPY",
     "TILE_FORMAT_PIL",
+    "LazyTileDict",
     "TileSource",
     "getTileSource",
     "open",
@@ -453,6 +454,157 @@ class TileSource:
             )
         return _encode(image, format, kwargs)
 
+    # -- tiles -------------------------------------------------------------------------------
+
+    def _tile_grid(
+        self, plan: dict[str, Any], kwargs: Mapping[str, Any], resample: Any
+    ) -> dict[str, Any]:
+        """Tile size, overlap, offsets and the grid range (large_image's rules, in read-level px)."""
+        r = plan["region"]
+        overlap_opts = kwargs.get("tile_overlap") or {}
+        overlap = {
+            "x": int(overlap_opts.get("x", 0) or 0),
+            "y": int(overlap_opts.get("y", 0) or 0),
+            "edges": overlap_opts.get("edges", False),
+            "offset_x": 0,
+            "offset_y": 0,
+            "range_x": 0,
+            "range_y": 0,
+        }
+        if not overlap["edges"]:
+            overlap.update(
+                offset_x=overlap["x"] // 2,
+                offset_y=overlap["y"] // 2,
+                range_x=overlap["x"],
+                range_y=overlap["y"],
+            )
+        size = {"width": self.tileWidth, "height": self.tileHeight}
+        if "tile_size" in kwargs:
+            wanted = kwargs["tile_size"]
+            size = {
+                "width": int(wanted.get("width", wanted.get("height", size["width"]))),
+                "height": int(wanted.get("height", wanted.get("width", size["height"]))),
+            }
+        size = {"width": size["width"] - overlap["x"], "height": size["height"] - overlap["y"]}
+        if size["width"] <= 0 or size["height"] <= 0:
+            msg = "Invalid tile_size or tile_overlap."
+            raise ValueError(msg)
+        if resample is not False:
+            requested = plan["requestedScale"]
+            size = {k: max(1, math.ceil(v * requested)) for k, v in size.items()}
+            overlap["x"], overlap["y"] = (
+                math.ceil(overlap["x"] * requested),
+                math.ceil(overlap["y"] * requested),
+            )
+        offset = kwargs.get("tile_offset") or {}
+        offset_x, offset_y = offset.get("left", 0), offset.get("top", 0)
+        if offset.get("auto") and r["width"] >= size["width"] and r["height"] >= size["height"]:
+            offset_x, offset_y = r["left"], r["top"]
+        if offset_x > r["left"]:
+            offset_x = r["left"] - r["left"] % size["width"]
+        if offset_y > r["top"]:
+            offset_y = r["top"] - r["top"] % size["height"]
+        xmin = int((r["left"] - offset_x) / size["width"])
+        xmax = max(
+            math.ceil((float(r["right"] - offset_x) - overlap["range_x"]) / size["width"]), xmin + 1
+        )
+        ymin = int((r["top"] - offset_y) / size["height"])
+        ymax = max(
+            math.ceil((float(r["bottom"] - offset_y) - overlap["range_y"]) / size["height"]),
+            ymin + 1,
+        )
+        overlap.update(xmin=xmin, xmax=xmax, ymin=ymin, ymax=ymax)
+        overlap["offset_x"] += offset_x
+        overlap["offset_y"] += offset_y
+        return {
+            "size": size,
+            "overlap": overlap,
+            "xmin": xmin,
+            "xmax": xmax,
+            "ymin": ymin,
+            "ymax": ymax,
+        }
+
+    def tileIterator(
+        self,
+        format: Any = (TILE_FORMAT_NUMPY,),
+        resample: Any = True,
+        **kwargs: Any,
+    ) -> Iterator[LazyTileDict]:
+        """Iterate over tiles of a region at a scale, in row-major order (large_image's keys)."""
+        plan = self._plan(kwargs.get("region"), kwargs.get("scale"), kwargs.get("output"))
+        if plan is None:
+            return
+        requested = plan["requestedScale"]
+        if round(requested, 2) == 1.0 or resample in (None, False):
+            resample = False
+        grid = self._tile_grid(plan, kwargs, resample)
+        formats = (format,) if isinstance(format, str) else tuple(format)
+        for x, y in _positions(grid, kwargs.get("tile_position")):
+            tile = self._tile_dict(plan, grid, x, y, formats[0])
+            if resample is not False:
+                tile._scale(requested, resample)
+            yield tile
+
+    def getSingleTile(self, *args: Any, **kwargs: Any) -> LazyTileDict | None:
+        """The first tile :meth:`tileIterator` would yield (use ``tile_position`` to pick one)."""
+        return next(self.tileIterator(*args, **kwargs), None)
+
+    def getTileCount(self, *args: Any, **kwargs: Any) -> int:
+        """How many tiles :meth:`tileIterator` yields for these arguments (without reading any)."""
+        tile = self.getSingleTile(*args, **{**kwargs, "tile_position": 0})
+        return 0 if tile is None else tile["iterator_range"]["position"]
+
+    def _tile_dict(
+        self, plan: dict[str, Any], grid: dict[str, Any], x: int, y: int, fmt: str
+    ) -> LazyTileDict:
+        r, size, overlap = plan["region"], grid["size"], grid["overlap"]
+        pos_x = int(x * size["width"] - overlap["x"] // 2 + overlap["offset_x"] - r["left"])
+        pos_y = int(y * size["height"] - overlap["y"] // 2 + overlap["offset_y"] - r["top"])
+        width, height = size["width"] + overlap["x"], size["height"] + overlap["y"]
+        if pos_x < 0 or pos_y < 0 or pos_x + width > r["width"] or pos_y + height > r["height"]:
+            x0, y0 = max(0, -pos_x), max(0, -pos_y)
+            x1, y1 = int(min(width, r["width"] - pos_x)), int(min(height, r["height"] - pos_y))
+            pos_x, pos_y, width, height = pos_x + x0, pos_y + y0, x1 - x0, y1 - y0
+        sides = _overlap_sides(grid, x, y, pos_x + r["left"], pos_y + r["top"], width, height)
+        mag = self.getMagnificationForLevel(plan["level"])
+        scale = mag.get("scale", 1.0) or 1.0
+        columns, rows = grid["xmax"] - grid["xmin"], grid["ymax"] - grid["ymin"]
+        values = {
+            "x": pos_x + r["left"],
+            "y": pos_y + r["top"],
+            "width": width,
+            "height": height,
+            "level": plan["level"],
+            "level_x": x,
+            "level_y": y,
+            "magnification": mag["magnification"],
+            "mm_x": mag["mm_x"],
+            "mm_y": mag["mm_y"],
+            "tile_position": {
+                "level_x": x,
+                "level_y": y,
+                "region_x": x - grid["xmin"],
+                "region_y": y - grid["ymin"],
+                "position": (x - grid["xmin"]) + (y - grid["ymin"]) * columns,
+            },
+            "iterator_range": {
+                "level_x_min": grid["xmin"],
+                "level_y_min": grid["ymin"],
+                "level_x_max": grid["xmax"],
+                "level_y_max": grid["ymax"],
+                "region_x_max": columns,
+                "region_y_max": rows,
+                "position": columns * rows,
+            },
+            "tile_overlap": sides,
+        }
+        tile = LazyTileDict(self, plan["level"], fmt, values)
+        tile.update(
+            gx=tile["x"] * scale, gy=tile["y"] * scale, gwidth=width * scale, gheight=height * scale
+        )
+        return tile
+
     def getRegionAtAnotherScale(
         self,
         sourceRegion: Mapping[str, Any],
@@ -593,3 +745,128 @@ def _encode(image: np.ndarray, format: Any, kwargs: Mapping[str, Any]) -> tuple[
         return buffer.getvalue(), "image/jpeg"
     pil.save(buffer, encoding)
     return buffer.getvalue(), f"image/{encoding.lower()}"
+
+
+def _positions(grid: Mapping[str, Any], tile_position: Any) -> Iterator[tuple[int, int]]:
+    """Grid positions to yield: all, row-major, or the one ``tile_position`` names."""
+    xmin, xmax, ymin, ymax = grid["xmin"], grid["xmax"], grid["ymin"], grid["ymax"]
+    columns = xmax - xmin
+    if tile_position is None:
+        yield from ((x, y) for y in range(ymin, ymax) for x in range(xmin, xmax))
+        return
+    position = tile_position
+    if isinstance(position, Mapping):
+        if position.get("position") is not None:
+            position = position["position"]
+        elif "region_x" in position and "region_y" in position:
+            position = position["region_x"] + position["region_y"] * columns
+        elif "level_x" in position and "level_y" in position:
+            position = (position["level_x"] - xmin) + (position["level_y"] - ymin) * columns
+    if 0 <= position < columns * (ymax - ymin):
+        yield xmin + int(position % columns), ymin + int(position / columns)
+
+
+def _overlap_sides(
+    grid: Mapping[str, Any], x: int, y: int, left: int, top: int, width: int, height: int
+) -> dict[str, int]:
+    """How much a tile overlaps its neighbours on each side (0 at the iteration's edges)."""
+    size, overlap = grid["size"], grid["overlap"]
+    sides = {
+        "left": max(0, x * size["width"] + overlap["offset_x"] - left),
+        "top": max(0, y * size["height"] + overlap["offset_y"] - top),
+    }
+    sides["right"] = (
+        max(0, width - size["width"] - sides["left"])
+        if x != grid["xmin"] or not overlap["range_x"]
+        else min(width, overlap["range_x"] - overlap["offset_x"])
+    )
+    sides["bottom"] = (
+        max(0, height - size["height"] - sides["top"])
+        if y != grid["ymin"] or not overlap["range_y"]
+        else min(height, overlap["range_y"] - overlap["offset_y"])
+    )
+    if overlap["range_x"]:
+        sides["left"] = 0 if x == overlap["xmin"] else sides["left"]
+        sides["right"] = 0 if x + 1 == overlap["xmax"] else sides["right"]
+    if overlap["range_y"]:
+        sides["top"] = 0 if y == overlap["ymin"] else sides["top"]
+        sides["bottom"] = 0 if y + 1 == overlap["ymax"] else sides["bottom"]
+    return sides
+
+
+class LazyTileDict(dict[str, Any]):
+    """A tile's dict whose pixels (``tile``) are read on first access, as large_image's."""
+
+    def __init__(self, source: TileSource, level: int, fmt: str, values: Mapping[str, Any]) -> None:
+        super().__init__(values)
+        self._source, self._level, self._format = source, level, fmt
+        self._box = (values["x"], values["y"], values["width"], values["height"])
+        self._requested: float | None = None
+        self._resample: Any = False
+        self._loaded = False
+        dict.__setitem__(self, "tile", None)
+        dict.__setitem__(self, "format", None)
+
+    def _scale(self, requested: float, resample: Any) -> None:
+        """Describe the tile at the output scale (large_image's ``setFormat`` with resampling)."""
+        self._requested, self._resample = requested, resample
+        self["scaled"] = 1.0 / requested
+        self["tile_x"], self["tile_y"] = self["x"], self["y"]
+        self["tile_width"], self["tile_height"] = self["width"], self["height"]
+        if self.get("magnification"):
+            self["tile_magnification"] = self["magnification"]
+        self["tile_mm_x"], self["tile_mm_y"] = self.get("mm_x"), self.get("mm_y")
+        self["x"], self["y"] = float(self["tile_x"]), float(self["tile_y"])
+        self["width"] = max(1, int(self["tile_width"] / requested))
+        self["height"] = max(1, int(self["tile_height"] / requested))
+        if self.get("tile_magnification"):
+            self["magnification"] = self["tile_magnification"] / requested
+        if self.get("tile_mm_x"):
+            self["mm_x"] = self["tile_mm_x"] * requested
+        if self.get("tile_mm_y"):
+            self["mm_y"] = self["tile_mm_y"] * requested
+
+    def _load(self) -> None:
+        x, y, width, height = self._box
+        image = self._source._read_level(self._level, x, y, x + width, y + height)
+        if self._resample is not False and self._requested:
+            out_w = max(1, int(width / self._requested))
+            out_h = max(1, int(height / self._requested))
+            image = _resize(image, out_w, out_h, upsample=False, resample=self._resample)
+        tile, fmt = _encode(image, (self._format,), {})
+        dict.__setitem__(self, "tile", tile)
+        dict.__setitem__(self, "format", fmt)
+        self._loaded = True
+
+    def __getitem__(self, key: str) -> Any:
+        if key in ("tile", "format") and not self._loaded:
+            self._load()
+        return super().__getitem__(key)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = (
+            dict(self.items())
+            if self._loaded
+            else {k: v for k, v in dict.items(self) if k not in ("tile", "format")}
+        )
+        return (
+            _rebuild_tile,
+            (
+                self._source,
+                self._level,
+                self._format,
+                state,
+                self._box,
+                self._requested,
+                self._resample,
+            ),
+        )
+
+
+def _rebuild_tile(source, level, fmt, state, box, requested, resample) -> LazyTileDict:
+    tile = LazyTileDict(
+        source, level, fmt, {"x": box[0], "y": box[1], "width": box[2], "height": box[3]}
+    )
+    tile.update(state)
+    tile._requested, tile._resample = requested, resample
+    return tile
