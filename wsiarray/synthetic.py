@@ -57,8 +57,7 @@ class SlideContent:
         xs = (x0 + np.arange(width)) * downsample
         tissue = _bilinear(self._field, ys / self.shape[0], xs / self.shape[1])[..., None]  # type: ignore[attr-defined]
         if self.flat:
-            pixels = BACKGROUND * (1 - tissue) + EOSIN * tissue
-            return pixels.astype(np.uint8)
+            return np.ascontiguousarray(BACKGROUND * (1 - tissue) + EOSIN * tissue, dtype=np.uint8)
         yi = (ys.astype(np.int64) % PERIOD)[:, None]
         xi = (xs.astype(np.int64) % PERIOD)[None, :]
         texture = self._texture[yi, xi]  # type: ignore[attr-defined]
@@ -66,7 +65,7 @@ class SlideContent:
         stroma = EOSIN + texture
         pixels = BACKGROUND * (1 - tissue) + stroma * tissue
         pixels = pixels * (1 - nuclei) + HEMATOXYLIN * nuclei
-        return np.clip(pixels, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.clip(pixels, 0, 255), dtype=np.uint8)
 
 
 def _tissue_field(rng: np.random.Generator, shape: tuple[int, int], cells: int = 96) -> np.ndarray:
