@@ -25,6 +25,26 @@ TARGETS = [
     ("patches: wsiarray", "patches: tiffslide", 1.2),
     ("patches: wsiarray", "patches: openslide", 1.0),
     ("wsiarray LocalCluster(2 procs) level 0", "wsiarray image.mean level 0", 0.8),
+    (
+        "compat tileIterator 1024: wsiarray",
+        "compat tileIterator 1024: large_image default source",
+        2.0,
+    ),
+    (
+        "compat tileIterator 1024: wsiarray",
+        "compat tileIterator 1024: large_image tiff source",
+        2.0,
+    ),
+    (
+        "compat getRegion 10000² base: wsiarray",
+        "compat getRegion 10000² base: large_image default source",
+        2.0,
+    ),
+    (
+        "compat getRegion 10000² 1/4: wsiarray",
+        "compat getRegion 10000² 1/4: large_image default source",
+        2.0,
+    ),
 ]
 
 

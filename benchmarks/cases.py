@@ -209,3 +209,39 @@ def first_pixel(path: str, library: str) -> tuple[float, str]:
             format=large_image.constants.TILE_FORMAT_NUMPY,
         )
     return 1, "first read"
+
+
+def _tile_source(library: str, path: str, source: str = "default"):
+    if library == "wsiarray":
+        from wsiarray.compat import large_image
+
+        return large_image.open(path)
+    import large_image
+
+    return large_image.open(path) if source == "default" else large_image.open(path, source=source)
+
+
+def compat_tile_iterator(path: str, library: str, source: str = "default") -> tuple[float, str]:
+    """tileIterator with 1024-px tiles at native scale, numpy, touching every tile's pixels."""
+    ts = _tile_source(library, path, source)
+    pixels = 0
+    for tile in ts.tileIterator(format="numpy", tile_size={"width": 1024, "height": 1024}):
+        array = tile["tile"]
+        pixels += array.shape[0] * array.shape[1]
+    assert pixels == ts.getMetadata()["sizeX"] * ts.getMetadata()["sizeY"]
+    return pixels / 1e6, "MP"
+
+
+def compat_get_region(
+    path: str, library: str, scale: float, source: str = "default"
+) -> tuple[float, str]:
+    """getRegion of a 10000² base-pixel square, at full resolution or a fraction of it."""
+    ts = _tile_source(library, path, source)
+    native = ts.getNativeMagnification()["magnification"]
+    image, _ = ts.getRegion(
+        region={"left": 5000, "top": 5000, "width": 10000, "height": 10000},
+        scale={"magnification": native * scale},
+        format="numpy",
+    )
+    assert image.shape[0] == round(10000 * scale)
+    return 100.0, "MP"

@@ -30,6 +30,31 @@ CASES = {
     "patches: wsiarray dask slicing": (cases.wsiarray_patches_dask_slicing, {}),
     "patches: openslide": (cases.openslide_patches, {}),
     "patches: tiffslide": (cases.tiffslide_patches, {}),
+    "compat tileIterator 1024: wsiarray": (cases.compat_tile_iterator, {"library": "wsiarray"}),
+    "compat tileIterator 1024: large_image default source": (
+        cases.compat_tile_iterator,
+        {"library": "large_image"},
+    ),
+    "compat tileIterator 1024: large_image tiff source": (
+        cases.compat_tile_iterator,
+        {"library": "large_image", "source": "tiff"},
+    ),
+    "compat getRegion 10000² base: wsiarray": (
+        cases.compat_get_region,
+        {"library": "wsiarray", "scale": 1.0},
+    ),
+    "compat getRegion 10000² base: large_image default source": (
+        cases.compat_get_region,
+        {"library": "large_image", "scale": 1.0},
+    ),
+    "compat getRegion 10000² 1/4: wsiarray": (
+        cases.compat_get_region,
+        {"library": "wsiarray", "scale": 0.25},
+    ),
+    "compat getRegion 10000² 1/4: large_image default source": (
+        cases.compat_get_region,
+        {"library": "large_image", "scale": 0.25},
+    ),
     "first read: wsiarray": (cases.first_pixel, {"library": "wsiarray"}),
     "first read: openslide": (cases.first_pixel, {"library": "openslide"}),
     "first read: tiffslide": (cases.first_pixel, {"library": "tiffslide"}),
@@ -43,7 +68,7 @@ LIBRARIES = {
     "openslide": ["openslide"],
     "tiffslide": ["tiffslide"],
     "large_image": ["large_image"],
-    "wsiarray": ["wsiarray", "dask.array", "xarray"],
+    "wsiarray": ["wsiarray", "dask.array", "xarray", "wsiarray.compat.large_image"],
 }
 
 

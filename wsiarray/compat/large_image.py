@@ -26,6 +26,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import dask.array as da
 import numpy as np
 from PIL import Image
 
@@ -425,16 +426,26 @@ class TileSource:
     def _read_level(self, level: int, left: int, top: int, right: int, bottom: int) -> np.ndarray:
         """Pixels of virtual ``level`` (which holds real data) in its own pixel coordinates."""
         file_level, _ = self._file_levels[level]
-        pixels = self._slide.region(
+        image = self._slide.region(
             left, top, right - left, bottom - top, units="level_pixels", level=file_level, pad=True
-        ).values
-        return self._with_bands(pixels)
+        )
+        return self._with_bands(image)
 
-    def _with_bands(self, pixels: np.ndarray) -> np.ndarray:
-        if self._band_count == 4 and pixels.shape[2] == 3:
-            alpha = np.full((*pixels.shape[:2], 1), 255, dtype=pixels.dtype)
-            return np.concatenate([pixels, alpha], axis=2)
-        return np.ascontiguousarray(pixels[..., : self._band_count])
+    def _with_bands(self, image: Any) -> np.ndarray:
+        """An interleaved ``(h, w, bands)`` array of ``image`` (DataArray, dask or not), with a
+        full alpha band added where large_image would return RGBA. Dask chunks are written
+        straight into the output, in parallel, without an intermediate copy."""
+        height, width, channels = image.shape
+        out = np.empty((height, width, self._band_count), dtype=image.dtype)
+        if self._band_count > channels:
+            out[..., channels:] = np.iinfo(image.dtype).max if image.dtype.kind in "ui" else 1
+        bands = min(channels, self._band_count)
+        data = getattr(image, "data", image)
+        if isinstance(data, da.Array):
+            da.store(data[..., :bands], out[..., :bands], lock=False)
+        else:
+            out[..., :bands] = np.asarray(image)[..., :bands]
+        return out
 
     def getRegion(self, format: Any = (TILE_FORMAT_IMAGE,), **kwargs: Any) -> tuple[Any, str]:
         """A region at a scale, as large_image returns it: ``(image, format or mime type)``."""
