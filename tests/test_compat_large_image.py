@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import real_slide
 from wsiarray.compat import large_image as compat
@@ -484,3 +486,103 @@ def test_seed_walkthrough_values(seed_slide: Path) -> None:
         format=compat.TILE_FORMAT_NUMPY,
     )
     assert image.shape == (625, 625, 4)
+
+
+HISTOGRAMS = [
+    {"scale": {"magnification": 2.5}},
+    {"scale": {"magnification": 1.25}, "range": "round", "bins": 64},
+    {"scale": {"magnification": 5}, "onlyMinMax": True},
+    {"region": {"left": 100, "top": 100, "width": 600, "height": 400}, "density": True},
+]
+
+
+@pytest.mark.parametrize("kwargs", HISTOGRAMS)
+def test_histogram(synthetic: Path, kwargs) -> None:
+    ours, theirs = _pair(synthetic)
+    a, b = ours.histogram(**kwargs), theirs.histogram(**kwargs)
+    assert set(a) == set(b)
+    for key in ("min", "max", "mean", "stdev"):
+        np.testing.assert_allclose(
+            a[key], b[key], atol=0.05, err_msg=key
+        )  # OpenSlide's interpolation at 1/16
+    for mine, oracle in zip(a.get("histogram", []), b.get("histogram", []), strict=True):
+        assert set(mine) == set(oracle)
+        assert (mine["bins"], mine["range"], mine["samples"]) == (
+            oracle["bins"],
+            oracle["range"],
+            oracle["samples"],
+        )
+        np.testing.assert_allclose(mine["bin_edges"], oracle["bin_edges"])
+        np.testing.assert_allclose(
+            mine["hist"], oracle["hist"], atol=0.002 if kwargs.get("density") else 30
+        )
+
+
+def test_histogram_on_real_slide_is_exact() -> None:
+    ours, theirs = _pair(real_slide("aperio/CMU-1-Small-Region.svs"))
+    a, b = ours.histogram(), theirs.histogram()
+    for key in ("min", "max", "mean", "stdev"):
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-12)
+    for mine, oracle in zip(a["histogram"], b["histogram"], strict=True):
+        np.testing.assert_array_equal(mine["hist"], oracle["hist"])
+
+
+def _rounded(value):
+    """Floats to 12 significant digits, recursively: NDPI's mm comes from TIFF tags here and
+    from OpenSlide's mpp string there, equal to the 16th digit."""
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return float(f"{value:.12g}") if isinstance(value, float) else value
+
+
+def test_ndpi_against_large_image() -> None:
+    """OpenSlide also synthesises NDPI levels below 1/8; at the file's own levels all agree."""
+    ours, theirs = _pair(real_slide("hamamatsu/test3-DAPI-2-(387).ndpi"))
+    assert _rounded(ours.getMetadata()) == _rounded(theirs.getMetadata())
+    for kwargs in (
+        {"region": {"left": 100, "top": 200, "width": 1001, "height": 777}},
+        {
+            "region": {"left": 100, "top": 200, "width": 1001, "height": 777},
+            "scale": {"magnification": 10},
+        },
+        {"scale": {"magnification": 7}},
+        {"output": {"maxWidth": 256}},
+    ):
+        a, _ = ours.getRegion(format="numpy", **kwargs)
+        b, _ = theirs.getRegion(format="numpy", **kwargs)
+        np.testing.assert_array_equal(a, b, err_msg=str(kwargs))
+    a = list(
+        ours.tileIterator(tile_size={"width": 512}, tile_overlap={"x": 32, "y": 32}, format="numpy")
+    )
+    b = list(
+        theirs.tileIterator(
+            tile_size={"width": 512}, tile_overlap={"x": 32, "y": 32}, format="numpy"
+        )
+    )
+    assert [_rounded(_without_pixels(t)) for t in a] == [_rounded(_without_pixels(t)) for t in b]
+    np.testing.assert_array_equal(a[7]["tile"], b[7]["tile"])
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    left=st.integers(0, 4000),
+    top=st.integers(0, 3000),
+    width=st.integers(1, 900),
+    height=st.integers(1, 600),
+    magnification=st.sampled_from([20, 10, 5, 2.5, 1.25, 7.0, 13.3]),
+)
+def test_region_scale_round_trip(synthetic: Path, left, top, width, height, magnification) -> None:
+    """base pixels → mag_pixels at any scale → base pixels gives the region back."""
+    ts = compat.open(synthetic)
+    region = {"left": left, "top": top, "width": width, "height": height}
+    at_scale = ts.convertRegionScale(
+        region, targetScale={"magnification": magnification}, targetUnits="mag_pixels"
+    )
+    back = ts.convertRegionScale(
+        at_scale, sourceScale={"magnification": magnification}, targetUnits="base_pixels"
+    )
+    right, bottom = min(left + width, 5000), min(top + height, 3700)
+    assert back["left"] == pytest.approx(left, abs=0.5)
+    assert back["top"] == pytest.approx(top, abs=0.5)
+    assert back["left"] + back["width"] == pytest.approx(right, abs=0.5)
+    assert back["top"] + back["height"] == pytest.approx(bottom, abs=0.5)

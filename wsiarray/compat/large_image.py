@@ -616,6 +616,53 @@ class TileSource:
         )
         return tile
 
+    def histogram(
+        self,
+        dtype: Any = None,
+        onlyMinMax: bool = False,
+        bins: int = 256,
+        density: bool = False,
+        format: Any = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Per-band ``min, max, mean, stdev`` and histograms over the tiles ``tileIterator``
+        yields for ``kwargs`` (``range=`` as large_image: None, ``"round"`` or ``(lo, hi)``)."""
+        hist_range = kwargs.pop("range", None)
+        stats = _band_statistics(self._tile_arrays(dtype, kwargs))
+        if not stats or onlyMinMax:
+            return stats
+        stats["histogram"] = [
+            _histogram_record(
+                stats,
+                band,
+                bins,
+                density,
+                hist_range,
+                np.dtype(dtype or self._slide.metadata.dtype),
+            )
+            for band in range(len(stats["min"]))
+        ]
+        for tile in self._tile_arrays(dtype, kwargs):
+            for band, record in enumerate(stats["histogram"][: tile.shape[-1]]):
+                counts, edges = np.histogram(tile[:, :, band], record["bins"], record["range"])
+                record["hist"] = counts if record["hist"] is None else record["hist"] + counts
+                record["bin_edges"] = edges
+        for record in stats["histogram"]:
+            if record["hist"] is not None:
+                record["samples"] = np.sum(record["hist"])
+                if density:
+                    record["hist"] = record["hist"].astype(float) / record["samples"]
+        return stats
+
+    def _tile_arrays(self, dtype: Any, kwargs: Mapping[str, Any]) -> Iterator[np.ndarray]:
+        for tile in self.tileIterator(format=TILE_FORMAT_NUMPY, **kwargs):
+            pixels = tile["tile"]
+            if dtype is not None and pixels.dtype != dtype:
+                if not (pixels.dtype == np.uint8 and np.dtype(dtype) == np.uint16):
+                    continue
+                pixels = pixels.astype(np.uint16) * 257
+            yield pixels
+
     def getRegionAtAnotherScale(
         self,
         sourceRegion: Mapping[str, Any],
@@ -881,3 +928,61 @@ def _rebuild_tile(source, level, fmt, state, box, requested, resample) -> LazyTi
     tile.update(state)
     tile._requested, tile._resample = requested, resample
     return tile
+
+
+def _band_statistics(tiles: Iterator[np.ndarray]) -> dict[str, Any]:
+    """Per-band min, max, mean and (population) stdev over all tiles' pixels."""
+    acc: dict[str, Any] = {}
+    for tile in tiles:
+        flat = tile.reshape(-1, tile.shape[-1])
+        values = {
+            "min": flat.min(axis=0),
+            "max": flat.max(axis=0),
+            "sum": flat.sum(axis=0, dtype=np.float64),
+            "sum2": (flat.astype(np.float64) ** 2).sum(axis=0),
+        }
+        if not acc:
+            acc = {**values, "count": flat.shape[0]}
+            continue
+        bands = len(acc["min"])
+        acc["min"] = np.minimum(acc["min"], values["min"][:bands])
+        acc["max"] = np.maximum(acc["max"], values["max"][:bands])
+        acc["sum"] += values["sum"][:bands]
+        acc["sum2"] += values["sum2"][:bands]
+        acc["count"] += flat.shape[0]
+    if not acc:
+        return {}
+    mean = acc["sum"] / acc["count"]
+    stdev = np.maximum(acc["sum2"] / acc["count"] - mean**2, 0) ** 0.5
+    return {"min": acc["min"], "max": acc["max"], "mean": mean, "stdev": stdev}
+
+
+def _histogram_record(
+    stats: Mapping[str, Any],
+    band: int,
+    bins: int,
+    density: bool,
+    hist_range: Any,
+    dtype: np.dtype,
+) -> dict[str, Any]:
+    low, high = float(stats["min"][band]), float(stats["max"][band])
+    value_range = (low, high + 1) if hist_range in (None, "round") else hist_range
+    if (
+        hist_range == "round"
+        and np.issubdtype(dtype, np.integer)
+        and value_range[1] - value_range[0] < bins * 10
+    ):
+        step = math.ceil((value_range[1] - value_range[0]) / bins)
+        bins = math.ceil((value_range[1] - value_range[0]) / step)
+        value_range = (value_range[0], value_range[0] + step * bins)
+    return {
+        "min": low,
+        "max": high,
+        "mean": float(stats["mean"][band]),
+        "stdev": float(stats["stdev"][band]),
+        "range": value_range,
+        "hist": None,
+        "bin_edges": None,
+        "bins": bins,
+        "density": bool(density),
+    }
