@@ -192,6 +192,10 @@ def first_pixel(path: str, library: str) -> tuple[float, str]:
     if library == "wsiarray":
         import wsiarray as wa
 
+        wa.open(path).read(0, 0, PATCH, PATCH)
+    elif library == "wsiarray-xarray":
+        import wsiarray as wa
+
         wa.open(path).region(0, 0, PATCH, PATCH).to_numpy()
     elif library == "openslide":
         import openslide

@@ -56,6 +56,10 @@ CASES = {
         {"library": "large_image", "scale": 0.25},
     ),
     "first read: wsiarray": (cases.first_pixel, {"library": "wsiarray"}),
+    "first read: wsiarray slide.region (xarray)": (
+        cases.first_pixel,
+        {"library": "wsiarray-xarray"},
+    ),
     "first read: openslide": (cases.first_pixel, {"library": "openslide"}),
     "first read: tiffslide": (cases.first_pixel, {"library": "tiffslide"}),
     "first read: large_image": (cases.first_pixel, {"library": "large_image"}),

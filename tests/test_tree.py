@@ -155,3 +155,25 @@ def test_concurrent_reads_give_identical_pixels() -> None:
     with dask.config.set(scheduler="synchronous"):
         serial = image.sum(("y", "x")).compute().values
     np.testing.assert_array_equal(threaded, serial)
+
+
+def test_read_is_a_numpy_fast_path(tmp_path: Path) -> None:
+    slide = wa.open(real_slide(NDPI))
+    patch = slide.read(1000, 2000, 256, 128, level=1)
+    assert isinstance(patch, np.ndarray)
+    np.testing.assert_array_equal(patch, slide.image(1)[2000:2128, 1000:1256].to_numpy())
+    assert slide.read(1900, 0, 500, 10, level=1).shape == (10, 84, 3)  # clipped at the right edge
+    with pytest.raises(wa.RegionError, match="outside level 1"):
+        slide.read(5000, 0, 10, 10, level=1)
+
+
+def test_importing_and_reading_a_patch_loads_no_xarray_dask_or_zarr() -> None:
+    script = (
+        "import sys, wsiarray as wa\n"
+        f"wa.open({str(real_slide(SVS))!r}).read(0, 0, 256, 256)\n"
+        "print(sorted(m for m in ('xarray', 'dask', 'zarr', 'pandas') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import xarray as xr
-
+from wsiarray._typing import ChunksLike
 from wsiarray.slide import Slide
 from wsiarray.sources import SourceSpec, cached_source, open_source
-from wsiarray.tree import ChunksLike, build_tree
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["open", "open_datatree"]
 
@@ -64,16 +65,7 @@ def open(
     source = open_source(path, reader=reader, options=reader_options)
     spec = SourceSpec.create(source.path, source.name, source.options)
     cached_source(spec, source)
-    return _slide_from(spec, source.metadata, chunks)
-
-
-def _slide_from(spec: SourceSpec, metadata: Any, chunks: ChunksLike) -> Slide:
-    return Slide(build_tree(spec, metadata, chunks=chunks), metadata, spec, chunks)
-
-
-def _open_spec(spec: SourceSpec, chunks: ChunksLike) -> Slide:
-    """Rebuild a pickled :class:`Slide` from its spec (reopening the file in this process)."""
-    return _slide_from(spec, cached_source(spec).metadata, chunks)
+    return Slide(source.metadata, spec, chunks)
 
 
 def open_datatree(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
-import xarray as xr
 
 from wsiarray import geometry
+from wsiarray._typing import DEFAULT_CHUNK, ChunksLike
 from wsiarray.errors import LevelError, RegionError, ScaleError
-from wsiarray.sources import SlideMetadata, SourceSpec
-from wsiarray.tree import DEFAULT_CHUNK, ChunksLike, image_at
+from wsiarray.sources import SlideMetadata, SourceSpec, cached_source
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["DIRECT_PIXELS", "Slide"]
 
@@ -35,16 +38,21 @@ class Slide:
     """
 
     def __init__(
-        self,
-        tree: xr.DataTree,
-        metadata: SlideMetadata,
-        spec: SourceSpec,
-        chunks: ChunksLike = None,
+        self, metadata: SlideMetadata, spec: SourceSpec, chunks: ChunksLike = None
     ) -> None:
-        self.tree = tree
         self.metadata = metadata
         self._spec = spec
         self._chunks = chunks
+
+    @functools.cached_property
+    def tree(self) -> xr.DataTree:
+        """``/level0`` (full resolution) ... ``/levelN`` and ``/associated/<name>``, lazy.
+
+        Built on first use (importing xarray and dask), so that :meth:`read` alone stays light.
+        """
+        from wsiarray.tree import build_tree
+
+        return build_tree(self._spec, self.metadata, chunks=self._chunks)
 
     @property
     def path(self) -> str:
@@ -102,6 +110,33 @@ class Slide:
         """
         self._check_level(level)
         return self.tree[f"level{level}"]["image"]
+
+    def read(self, left: int, top: int, width: int, height: int, *, level: int = 0) -> np.ndarray:
+        """Pixels of a rectangle of a file level as a plain ``(height, width, c)`` numpy array.
+
+        The fastest way to one patch: no xarray, no dask (neither is even imported). The
+        rectangle is in pixels of ``level``, clipped to the level.
+
+        Raises
+        ------
+        LevelError
+            No such level.
+        RegionError
+            The rectangle is empty or outside the level.
+        """
+        level_height, level_width = self.level_dimensions[self._check_level(level)]
+        window = geometry.PixelWindow(top, top + height, left, left + width).clipped(
+            level_height, level_width
+        )
+        if window.shape[0] <= 0 or window.shape[1] <= 0:
+            msg = (
+                f"the rectangle left={left}, top={top}, width={width}, height={height} is empty or "
+                f"outside level {level}, which is {level_width} x {level_height} pixels"
+            )
+            raise RegionError(msg)
+        return cached_source(self._spec).read(
+            level, slice(window.y0, window.y1), slice(window.x0, window.x1)
+        )
 
     def level(
         self,
@@ -239,6 +274,8 @@ class Slide:
             fill = np.broadcast_to(
                 np.asarray(background, image.dtype), (*window.shape, len(background))
             )
+            import xarray as xr
+
             padded = xr.DataArray(
                 fill.copy(), dims=("y", "x", "c"), coords={"c": image.c}, attrs=image.attrs
             )
@@ -250,7 +287,7 @@ class Slide:
             bands = [
                 image.isel(c=[i]).pad(widths, constant_values=v) for i, v in enumerate(background)
             ]
-            padded = xr.concat(bands, dim="c").astype(image.dtype)
+            padded = xr_concat(bands, dim="c").astype(image.dtype)
         step_y = (self.mm_y or 1.0) * ds_y
         step_x = (self.mm_x or 1.0) * ds_x
         return padded.assign_coords(
@@ -288,6 +325,8 @@ class Slide:
         return cache[key]
 
     def _build_image(self, downsample: float, *, direct: bool) -> xr.DataArray:
+        from wsiarray.tree import image_at
+
         return image_at(self._spec, self.metadata, downsample, chunks=self._chunks, direct=direct)
 
     def _check_level(self, level: int) -> int:
@@ -346,9 +385,7 @@ class Slide:
         self.close()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        from wsiarray.api import _open_spec
-
-        return (_open_spec, (self._spec, self._chunks))
+        return (_reopen, (self._spec, self._chunks))
 
     def __repr__(self) -> str:
         meta = self.metadata
@@ -365,6 +402,18 @@ class Slide:
         if meta.associated:
             rows.append("  associated: " + ", ".join(a.name for a in meta.associated))
         return "\n".join(rows)
+
+
+def _reopen(spec: SourceSpec, chunks: ChunksLike) -> Slide:
+    """Rebuild a pickled :class:`Slide` from its spec (reopening the file in this process)."""
+    return Slide(cached_source(spec).metadata, spec, chunks)
+
+
+def xr_concat(*args: Any, **kwargs: Any) -> Any:
+    """``xarray.concat``, imported when first needed."""
+    import xarray as xr
+
+    return xr.concat(*args, **kwargs)
 
 
 def _um(mm: float | None) -> str:

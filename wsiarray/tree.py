@@ -20,15 +20,11 @@ from dask.base import tokenize
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
+from wsiarray._typing import DEFAULT_CHUNK, ChunksLike
 from wsiarray.resample import area_resample, input_span
 from wsiarray.sources import SlideMetadata, SourceSpec, cached_source
 
 __all__ = ["DEFAULT_CHUNK", "ChunksLike", "band_planar", "build_tree", "dask_chunks", "image_at"]
-
-#: Default dask chunk side in pixels: whole native tiles adding up to about this much.
-DEFAULT_CHUNK = 4096
-
-ChunksLike = int | tuple[int, int] | None
 
 
 class _Reader:

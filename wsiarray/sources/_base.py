@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 
 from wsiarray.errors import LevelError
-from wsiarray.sources._store import ArraySpec, ChunkStore
 
 if TYPE_CHECKING:
     import zarr
+
+    from wsiarray.sources._store import ChunkStore
 
 __all__ = ["AssociatedInfo", "LevelInfo", "SlideMetadata", "SlideSource"]
 
@@ -121,6 +122,8 @@ class SlideSource(abc.ABC):
     @functools.cached_property
     def store(self) -> ChunkStore:
         """Read-only zarr v3 store with one array per level (``"0"`` is full resolution)."""
+        from wsiarray.sources._store import ArraySpec, ChunkStore
+
         meta = self.metadata
         specs = [
             ArraySpec((*lv.shape, len(meta.channels)), lv.chunks, meta.dtype) for lv in meta.levels
