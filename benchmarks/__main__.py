@@ -94,6 +94,7 @@ def summarise(name: str, runs: list[dict[str, float]]) -> dict[str, object]:
         "unit": f"{unit}/s" if unit != "first read" else "ms",
         "ms": seconds * 1000,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in good),
+        **({"p95_ms": statistics.median(r["p95_ms"] for r in good)} if "p95_ms" in good[0] else {}),
         "runs": len(good),
     }
 
@@ -103,16 +104,17 @@ def report(rows: list[dict[str, object]], slide: Path, repeat: int) -> str:
     lines = [
         f"Slide: `{slide.name}`, {repeat} runs per case in fresh processes, medians. Machine: {os.cpu_count()} cores.",
         "",
-        "| case | median | rate | peak RSS (MB) |",
-        "|---|---:|---:|---:|",
+        "| case | median | rate | peak RSS (MB) | p95 latency |",
+        "|---|---:|---:|---:|---:|",
     ]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['case']} | error: {row['error']} | | |")
+            lines.append(f"| {row['case']} | error: {row['error']} | | | |")
             continue
         rate = f"{row['ms']:.0f} ms" if row["unit"] == "ms" else f"{row['rate']:.1f} {row['unit']}"
+        p95 = f"{row['p95_ms']:.2f} ms" if "p95_ms" in row else ""
         lines.append(
-            f"| {row['case']} | {row['median_s']:.3f} s | {rate} | {row['peak_rss_mb']:.0f} |"
+            f"| {row['case']} | {row['median_s']:.3f} s | {rate} | {row['peak_rss_mb']:.0f} | {p95} |"
         )
     lines += ["", "| target | measured | wanted | met |", "|---|---:|---:|:-:|"]
     for case, reference, wanted in TARGETS:
@@ -126,6 +128,12 @@ def report(rows: list[dict[str, object]], slide: Path, repeat: int) -> str:
             lines.append(
                 f"| {case} / {reference} | {ratio:.2f}x | >= {wanted}x | {'yes' if ratio >= wanted else 'NO'} |"
             )
+    ours, theirs = by_name.get("patches: wsiarray", {}), by_name.get("patches: openslide", {})
+    if "p95_ms" in ours and "p95_ms" in theirs:
+        met = "yes" if ours["p95_ms"] <= theirs["p95_ms"] else "NO"
+        lines.append(
+            f"| patch p95 latency wsiarray / openslide | {ours['p95_ms']:.2f} / {theirs['p95_ms']:.2f} ms | <= openslide | {met} |"
+        )
     first = by_name.get("first read: wsiarray")
     if first and "ms" in first:
         lines.append(

@@ -111,10 +111,11 @@ def main() -> None:
         work, unit, seconds = _cluster_mean(path)
     else:
         started = time.perf_counter()
-        work, unit = function(path, **kwargs)
+        work, unit, *extra = function(path, **kwargs)
         seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"work": work, "unit": unit, "seconds": seconds, "peak_rss_mb": peak_mb}))
+    result = {"work": work, "unit": unit, "seconds": seconds, "peak_rss_mb": peak_mb}
+    print(json.dumps(result | (extra[0] if extra else {})))
 
 
 if __name__ == "__main__":
