@@ -593,7 +593,12 @@ def test_tile_resampling_filters_match(synthetic: Path) -> None:
 
     ours, theirs = _pair(synthetic)
     for resample in (True, PILImage.Resampling.BOX, None):
-        kwargs = {"scale": {"magnification": 7}, "tile_size": {"width": 256}, "tile_position": 5, "resample": resample}
+        kwargs = {
+            "scale": {"magnification": 7},
+            "tile_size": {"width": 256},
+            "tile_position": 5,
+            "resample": resample,
+        }
         a = ours.getSingleTile(format=compat.TILE_FORMAT_NUMPY, **kwargs)
         b = theirs.getSingleTile(format=large_image.constants.TILE_FORMAT_NUMPY, **kwargs)
         assert _without_pixels(a) == _without_pixels(b)
