@@ -16,6 +16,8 @@ from wsiarray.sources import SlideMetadata, SourceSpec, cached_source
 if TYPE_CHECKING:
     import xarray as xr
 
+    from wsiarray.tiling import TileGrid
+
 __all__ = ["DIRECT_PIXELS", "Slide"]
 
 #: Regions with at most this many output pixels are read directly, not through dask.
@@ -257,6 +259,71 @@ class Slide:
         if pad and inside != window:
             result = self._pad(result, window, inside, ds_y, ds_x)
         return result
+
+    def tiles(
+        self,
+        size: int | tuple[int, int],
+        overlap: int | tuple[int, int] = 0,
+        *,
+        edges: bool = False,
+        region: tuple[float, float, float, float] | None = None,
+        units: str = "base_pixels",
+        level: int | None = None,
+        magnification: float | None = None,
+        mm: float | None = None,
+        offset: tuple[int, int] = (0, 0),
+    ) -> TileGrid:
+        """A grid of tiles at a resolution: tile iteration as slicing.
+
+        Parameters
+        ----------
+        size, overlap : int or (int, int)
+            Tile size and overlap in pixels at the grid's resolution (rows, columns).
+        edges : bool
+            Shift the grid by half the overlap so the tiles' cores cover the region exactly.
+        region : (left, top, width, height), optional
+            Part of the slide to tile, in ``units`` (as :meth:`region`); all of it by default.
+        level, magnification, mm
+            The resolution, as :meth:`level`.
+        offset : (int, int)
+            Shift of the grid's origin from the region's top-left corner, in pixels.
+
+        Returns
+        -------
+        TileGrid
+            ``len``, ``grid[ty, tx]``, iteration over :class:`~wsiarray.tiling.Tile`,
+            ``to_dataarray()`` and ``map(fn)``.
+        """
+        from wsiarray.tiling import TileGrid
+
+        image = self.level(level, magnification=magnification, mm=mm)
+        height, width = image.shape[:2]
+        window = geometry.PixelWindow(0, height, 0, width)
+        if region is not None:
+            box = geometry.region_to_base(
+                *region,
+                units,
+                base_shape=self.dimensions,
+                mm_x=self.mm_x,
+                mm_y=self.mm_y,
+                downsample=(image.attrs["downsample_y"], image.attrs["downsample_x"]),
+            )
+            window = geometry.window_at(
+                box, image.attrs["downsample_y"], image.attrs["downsample_x"]
+            ).clipped(height, width)
+            if window.shape[0] <= 0 or window.shape[1] <= 0:
+                msg = f"the region {region!r} ({units}) is empty or outside the slide"
+                raise RegionError(msg)
+        pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
+        return TileGrid(
+            self,
+            image,
+            (window.y0, window.y1, window.x0, window.x1),
+            size=pair(size),
+            overlap=pair(overlap),
+            edges=edges,
+            offset=tuple(offset),
+        )
 
     def _pad(
         self,

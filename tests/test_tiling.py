@@ -1,0 +1,110 @@
+"""Tile grids as slicing: geometry, metadata, the lazy tile stack and parallel maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import wsiarray as wa
+from tests.conftest import real_slide
+from wsiarray.tiling import axis_tiles
+
+SVS = "aperio/CMU-1-Small-Region.svs"  # 2220 x 2967 at 20x
+NDPI = "hamamatsu/test3-DAPI-2-(387).ndpi"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected_widths"),
+    [
+        ((0, 8, 5, 4, False), [5, 5, 5, 5]),  # large_image's docstring example
+        ((0, 8, 5, 4, True), [3, 4, 5, 5, 5, 5, 4, 3]),
+        (
+            (0, 5000, 512, 64, False),
+            [512] * 11 + [72],
+        ),  # 12 columns, the last 72 px (semantics page)
+        ((100, 1100, 300, 0, False), [300, 300, 300, 100]),
+    ],
+)
+def test_axis_tiles(args, expected_widths) -> None:
+    start, stop, size, overlap, edges = args
+    spans = axis_tiles(start, stop, size, overlap, edges=edges)
+    assert [b - a for a, b in spans] == expected_widths
+    assert spans[0][0] == start
+    assert spans[-1][1] == stop
+
+
+def test_grid_geometry_and_tile_metadata() -> None:
+    slide = wa.open(real_slide(SVS))
+    grid = slide.tiles(512, 64)
+    assert grid.shape == (7, 5)
+    assert len(grid) == 35
+    tile = grid[1, 2]
+    assert (tile.y, tile.x, tile.height, tile.width) == (448, 896, 512, 512)
+    assert tile.overlap == {"top": 64, "bottom": 64, "left": 64, "right": 64}
+    assert grid[0, 0].overlap["left"] == grid[0, 0].overlap["top"] == 0
+    assert tile.magnification == 20.0
+    np.testing.assert_array_equal(tile.values, slide.image(0)[448:960, 896:1408].to_numpy())
+    assert [t.index for t in grid][:3] == [(0, 0), (0, 1), (0, 2)]  # row-major
+
+
+def test_grid_at_a_magnification_over_a_region_in_mm() -> None:
+    slide = wa.open(real_slide(NDPI))
+    grid = slide.tiles(256, region=(0.1, 0.2, 0.5, 0.4), units="mm", magnification=10)
+    level2 = slide.image(2)
+    tile = grid[0, 0]
+    assert tile.downsample == 4.0
+    assert tile.x == int(np.floor(0.1 / (4 * slide.mm_x)))
+    np.testing.assert_array_equal(
+        tile.values, level2[tile.y : tile.y + 256, tile.x : tile.x + 256].to_numpy()
+    )
+    assert tile.base[1] == tile.x * 4
+
+
+@pytest.mark.parametrize("edges", [False, True])
+def test_to_dataarray_equals_the_tiles(edges: bool) -> None:
+    slide = wa.open(real_slide(SVS), chunks=1000)
+    grid = slide.tiles(300, 40, edges=edges)
+    stack = grid.to_dataarray()
+    assert stack.dims == ("tile_y", "tile_x", "y", "x", "c")
+    assert stack.shape[:2] == grid.shape
+    for index in [(0, 0), (1, 2), (grid.shape[0] - 1, grid.shape[1] - 1)]:
+        tile = grid[index]
+        block = stack[index].to_numpy()
+        # with edges, the first row and column are shifted by -overlap/2: padding comes first
+        top = 20 if edges and index[0] == 0 else 0
+        left = 20 if edges and index[1] == 0 else 0
+        np.testing.assert_array_equal(
+            block[top : top + tile.height, left : left + tile.width], tile.values
+        )
+    last = grid[grid.shape[0] - 1, grid.shape[1] - 1]
+    assert (stack[-1, -1].to_numpy()[last.height :] == 255).all()  # padded with the background
+    np.testing.assert_allclose(
+        stack.tile_x.values[0], (grid.columns[0][0] + grid.columns[0][1]) / 2 * slide.mm_x
+    )
+
+
+def test_to_dataarray_drop_keeps_full_tiles_only() -> None:
+    grid = wa.open(real_slide(SVS)).tiles(512)
+    stack = grid.to_dataarray(ragged="drop")
+    assert stack.shape[:2] == (5, 4)  # 2967 // 512 rows, 2220 // 512 columns
+
+
+def test_map_runs_one_task_per_chunk_of_tiles_and_equals_a_loop() -> None:
+    grid = wa.open(real_slide(SVS)).tiles(256)
+    means = grid.map(lambda tile: tile.reshape(-1, 3).mean(axis=0))
+    assert means.dims == ("tile_y", "tile_x", "feature")
+    assert means.data.npartitions < len(grid) / 10
+    values = means.compute().values
+    stack = grid.to_dataarray().to_numpy()
+    loop = stack.reshape(*stack.shape[:2], -1, 3).mean(axis=2)
+    np.testing.assert_allclose(values, loop)
+    scalar = grid.map(lambda tile: float(tile.std()))
+    assert scalar.dims == ("tile_y", "tile_x")
+
+
+def test_bad_grids() -> None:
+    slide = wa.open(real_slide(SVS))
+    with pytest.raises(ValueError, match="smaller than the tile size"):
+        slide.tiles(100, 100)
+    with pytest.raises(wa.RegionError, match="outside the slide"):
+        slide.tiles(100, region=(5000, 5000, 10, 10))

@@ -1,0 +1,251 @@
+"""Tile grids as slicing: positions, per-tile metadata, a lazy stack of tiles, parallel maps.
+
+A grid lives at one resolution of a slide (a file level or any magnification). Tiles of
+``size`` pixels step by ``size - overlap`` from the region's top-left corner (plus an
+``offset``); tiles at the right and bottom edges are cropped to the region. With
+``edges=True`` the grid is shifted by ``-overlap // 2`` so that the tiles' non-overlapping
+cores cover the region exactly (large_image's ``edges``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from wsiarray.slide import Slide
+
+__all__ = ["Tile", "TileGrid", "axis_tiles"]
+
+
+def axis_tiles(
+    start: int, stop: int, size: int, overlap: int, *, edges: bool, offset: int = 0
+) -> list[tuple[int, int]]:
+    """``[begin, end)`` of each tile along one axis of the region ``[start, stop)``.
+
+    Examples
+    --------
+    >>> axis_tiles(0, 8, 5, 4, edges=False)
+    [(0, 5), (1, 6), (2, 7), (3, 8)]
+    >>> [b - a for a, b in axis_tiles(0, 8, 5, 4, edges=True)]
+    [3, 4, 5, 5, 5, 5, 4, 3]
+    """
+    stride = size - overlap
+    if stride <= 0:
+        msg = f"overlap ({overlap}) must be smaller than the tile size ({size})"
+        raise ValueError(msg)
+    extent = stop - start - offset
+    if edges:
+        first, count = start + offset - overlap // 2, max(1, math.ceil(extent / stride))
+    else:
+        first, count = start + offset, max(1, math.ceil((extent - overlap) / stride))
+    spans = [(first + k * stride, first + k * stride + size) for k in range(count)]
+    return [(max(a, start), min(b, stop)) for a, b in spans if min(b, stop) > max(a, start)]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: where it is (at the grid's resolution, in base pixels and in mm) and its pixels.
+
+    ``overlap`` is how many pixels it shares with each neighbour (0 at the grid's edges).
+    """
+
+    index: tuple[int, int]
+    y: int
+    x: int
+    height: int
+    width: int
+    downsample: float
+    mm: float | None
+    magnification: float | None
+    overlap: dict[str, int]
+    _grid: TileGrid
+
+    @property
+    def base(self) -> tuple[float, float, float, float]:
+        """``(top, left, height, width)`` in level-0 pixels."""
+        d = self.downsample
+        return self.y * d, self.x * d, self.height * d, self.width * d
+
+    @property
+    def image(self) -> xr.DataArray:
+        """The tile's pixels, lazy (read directly on ``.values``: no dask)."""
+        return self._grid._direct.isel(
+            y=slice(self.y, self.y + self.height), x=slice(self.x, self.x + self.width)
+        )
+
+    @property
+    def values(self) -> np.ndarray:
+        """The tile's pixels as numpy ``(height, width, c)``."""
+        return np.asarray(self.image)
+
+
+class TileGrid:
+    """A grid of tiles over (a region of) a slide at one resolution; see :meth:`Slide.tiles`."""
+
+    def __init__(
+        self,
+        slide: Slide,
+        image: xr.DataArray,
+        window: tuple[int, int, int, int],
+        *,
+        size: tuple[int, int],
+        overlap: tuple[int, int],
+        edges: bool,
+        offset: tuple[int, int],
+    ) -> None:
+        self.slide, self.image = slide, image
+        self.size, self.overlap, self.edges = size, overlap, edges
+        y0, y1, x0, x1 = window
+        self.window = window
+        self.rows = axis_tiles(y0, y1, size[0], overlap[0], edges=edges, offset=offset[0])
+        self.columns = axis_tiles(x0, x1, size[1], overlap[1], edges=edges, offset=offset[1])
+        self._direct = slide._image_at(image.attrs["downsample_x"], direct=True)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, columns)`` of tiles."""
+        return len(self.rows), len(self.columns)
+
+    def __len__(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    def __getitem__(self, index: tuple[int, int]) -> Tile:
+        ty, tx = index
+        (y0, y1), (x0, x1) = self.rows[ty], self.columns[tx]
+        attrs = self.image.attrs
+        return Tile(
+            index=(ty, tx),
+            y=y0,
+            x=x0,
+            height=y1 - y0,
+            width=x1 - x0,
+            downsample=attrs["downsample_x"],
+            mm=attrs.get("mm_x"),
+            magnification=attrs.get("magnification"),
+            overlap={
+                "top": _shared(self.rows, ty - 1, ty),
+                "bottom": _shared(self.rows, ty, ty + 1),
+                "left": _shared(self.columns, tx - 1, tx),
+                "right": _shared(self.columns, tx, tx + 1),
+            },
+            _grid=self,
+        )
+
+    def __iter__(self) -> Iterator[Tile]:
+        for ty in range(self.shape[0]):
+            for tx in range(self.shape[1]):
+                yield self[ty, tx]
+
+    def to_dataarray(self, ragged: Literal["pad", "drop"] = "pad") -> xr.DataArray:
+        """All tiles as one lazy ``(tile_y, tile_x, y, x, c)`` array.
+
+        Cropped edge tiles are padded to full size with the background colour
+        (``ragged="pad"``) or left out (``ragged="drop"``, full tiles only).
+        """
+        import dask.array as da
+        import xarray as xr
+
+        padded, _starts = self._padded()
+        stride = (self.size[0] - self.overlap[0], self.size[1] - self.overlap[1])
+        windows = da.lib.stride_tricks.sliding_window_view(padded, self.size, axis=(0, 1))
+        windows = windows[:: stride[0], :: stride[1]][: self.shape[0], : self.shape[1]]
+        windows = windows.transpose(0, 1, 3, 4, 2)
+        rows, cols = np.arange(self.shape[0]), np.arange(self.shape[1])
+        if ragged == "drop":
+            rows = np.array([i for i, (a, b) in enumerate(self.rows) if b - a == self.size[0]], int)
+            cols = np.array(
+                [i for i, (a, b) in enumerate(self.columns) if b - a == self.size[1]], int
+            )
+            windows = windows[rows][:, cols]
+        coords = self._tile_centres(rows, cols)
+        coords["c"] = self.image.c.values
+        return xr.DataArray(
+            windows,
+            dims=("tile_y", "tile_x", "y", "x", "c"),
+            coords=coords,
+            attrs=dict(self.image.attrs),
+        )
+
+    def map(
+        self, function: Callable[[np.ndarray], Any], *, ragged: Literal["pad", "drop"] = "pad"
+    ) -> xr.DataArray:
+        """Apply ``function`` to every tile in parallel; one dask task per chunk of tiles.
+
+        ``function`` takes a ``(y, x, c)`` numpy tile and returns a number or a 1-D array (the
+        same length for every tile). The result is labelled ``(tile_y, tile_x[, feature])``
+        with the tiles' centres in mm (or base pixels) as coordinates.
+        """
+        import dask.array as da
+        import xarray as xr
+
+        tiles = self.to_dataarray(ragged)
+        sample = np.asarray(function(np.zeros(tiles.shape[2:], tiles.dtype)))
+        if sample.ndim > 1:
+            msg = f"the function must return a number or a 1-D array, not shape {sample.shape}"
+            raise ValueError(msg)
+
+        def apply(block: np.ndarray) -> np.ndarray:
+            out = np.empty((*block.shape[:2], *sample.shape), dtype=sample.dtype)
+            for ty in range(block.shape[0]):
+                for tx in range(block.shape[1]):
+                    out[ty, tx] = function(block[ty, tx])
+            return out
+
+        data = tiles.data.rechunk({2: -1, 3: -1, 4: -1})
+        result = da.map_blocks(
+            apply,
+            data,
+            dtype=sample.dtype,
+            drop_axis=[2, 3, 4],
+            new_axis=[2] if sample.ndim else None,
+            chunks=(*data.chunks[:2], *((n,) for n in sample.shape)),
+        )
+        dims = ("tile_y", "tile_x", "feature")[: 2 + sample.ndim]
+        coords = {k: v for k, v in tiles.coords.items() if k in ("tile_y", "tile_x")}
+        return xr.DataArray(result, dims=dims, coords=coords)
+
+    def _padded(self) -> tuple[Any, tuple[int, int]]:
+        """The region's pixels (dask), padded with background so every grid window is full."""
+        import dask.array as da
+
+        y0, y1, x0, x1 = self.window
+        first_y, first_x = self.rows[0][0], self.columns[0][0]
+        start_y = min(first_y, y0 + (-(self.overlap[0] // 2) if self.edges else 0))
+        start_x = min(first_x, x0 + (-(self.overlap[1] // 2) if self.edges else 0))
+        stride = (self.size[0] - self.overlap[0], self.size[1] - self.overlap[1])
+        end_y = start_y + (self.shape[0] - 1) * stride[0] + self.size[0]
+        end_x = start_x + (self.shape[1] - 1) * stride[1] + self.size[1]
+        data = self.image.data[y0:y1, x0:x1]
+        pad = ((y0 - start_y, max(0, end_y - y1)), (x0 - start_x, max(0, end_x - x1)))
+        background = list(self.slide.metadata.background) + [0] * data.shape[2]
+        bands = [
+            da.pad(data[..., [i]], (*pad, (0, 0)), constant_values=background[i])
+            for i in range(data.shape[2])
+        ]
+        return da.concatenate(bands, axis=2), (start_y, start_x)
+
+    def _tile_centres(self, rows: np.ndarray, cols: np.ndarray) -> dict[str, Any]:
+        attrs = self.image.attrs
+        step_y = attrs.get("mm_y") or attrs["downsample_y"]
+        step_x = attrs.get("mm_x") or attrs["downsample_x"]
+        centre_y = np.array([(a + b) / 2 for a, b in self.rows])[rows] * step_y
+        centre_x = np.array([(a + b) / 2 for a, b in self.columns])[cols] * step_x
+        units = "mm" if attrs.get("mm_x") else "base_pixels"
+        return {
+            "tile_y": ("tile_y", centre_y, {"units": units, "long_name": "tile centre from top"}),
+            "tile_x": ("tile_x", centre_x, {"units": units, "long_name": "tile centre from left"}),
+        }
+
+
+def _shared(spans: list[tuple[int, int]], left: int, right: int) -> int:
+    """Pixels shared by neighbouring spans ``left`` and ``right`` (0 past either end)."""
+    if left < 0 or right >= len(spans):
+        return 0
+    return max(0, spans[left][1] - spans[right][0])
