@@ -25,6 +25,7 @@ from wsiarray.errors import (
     WsiArrayError,
 )
 from wsiarray.slide import Slide
+from wsiarray.tissue import tissue_mask
 
 __version__ = _version("wsiarray")
 
@@ -46,4 +47,5 @@ __all__ = [
     "datasets",
     "open",
     "open_datatree",
+    "tissue_mask",
 ]

@@ -272,6 +272,8 @@ class Slide:
         magnification: float | None = None,
         mm: float | None = None,
         offset: tuple[int, int] = (0, 0),
+        mask: xr.DataArray | None = None,
+        min_tissue: float = 0.5,
     ) -> TileGrid:
         """A grid of tiles at a resolution: tile iteration as slicing.
 
@@ -287,6 +289,12 @@ class Slide:
             The resolution, as :meth:`level`.
         offset : (int, int)
             Shift of the grid's origin from the region's top-left corner, in pixels.
+        mask : xarray.DataArray, optional
+            A tissue mask (:func:`wsiarray.tissue_mask`): iteration, ``len`` and ``map``
+            then keep only tiles at least ``min_tissue`` covered (``grid.tissue`` has the
+            fractions).
+        min_tissue : float
+            Minimum covered fraction of a kept tile, with ``mask``.
 
         Returns
         -------
@@ -323,6 +331,8 @@ class Slide:
             overlap=pair(overlap),
             edges=edges,
             offset=tuple(offset),
+            mask=mask,
+            min_tissue=min_tissue if mask is not None else 0.0,
         )
 
     def _pad(

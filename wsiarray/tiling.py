@@ -99,6 +99,8 @@ class TileGrid:
         overlap: tuple[int, int],
         edges: bool,
         offset: tuple[int, int],
+        mask: xr.DataArray | None = None,
+        min_tissue: float = 0.0,
     ) -> None:
         self.slide, self.image = slide, image
         self.size, self.overlap, self.edges = size, overlap, edges
@@ -107,6 +109,10 @@ class TileGrid:
         self.rows = axis_tiles(y0, y1, size[0], overlap[0], edges=edges, offset=offset[0])
         self.columns = axis_tiles(x0, x1, size[1], overlap[1], edges=edges, offset=offset[1])
         self._direct = slide._image_at(image.attrs["downsample_x"], direct=True)
+        #: Fraction of each tile covered by the mask (1 everywhere without a mask).
+        self.tissue = np.ones(self.shape) if mask is None else self._coverage(mask)
+        #: Which tiles iteration and ``map`` visit: coverage at least ``min_tissue``.
+        self.keep = self.tissue >= min_tissue
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -114,7 +120,7 @@ class TileGrid:
         return len(self.rows), len(self.columns)
 
     def __len__(self) -> int:
-        return self.shape[0] * self.shape[1]
+        return int(self.keep.sum())
 
     def __getitem__(self, index: tuple[int, int]) -> Tile:
         ty, tx = index
@@ -139,9 +145,28 @@ class TileGrid:
         )
 
     def __iter__(self) -> Iterator[Tile]:
-        for ty in range(self.shape[0]):
-            for tx in range(self.shape[1]):
-                yield self[ty, tx]
+        for ty, tx in zip(*np.nonzero(self.keep), strict=True):
+            yield self[int(ty), int(tx)]
+
+    def _coverage(self, mask: xr.DataArray) -> np.ndarray:
+        """Mean of ``mask`` over each tile's footprint (via an integral image of the mask)."""
+        values = np.asarray(mask.values, dtype=np.float64)
+        integral = np.zeros((values.shape[0] + 1, values.shape[1] + 1))
+        integral[1:, 1:] = values.cumsum(0).cumsum(1)
+        ratio_y = self.image.attrs["downsample_y"] / mask.attrs["downsample_y"]
+        ratio_x = self.image.attrs["downsample_x"] / mask.attrs["downsample_x"]
+
+        def bounds(spans: list[tuple[int, int]], ratio: float, size: int) -> np.ndarray:
+            edges = np.array(spans, dtype=np.float64) * ratio
+            low = np.clip(np.floor(edges[:, 0]), 0, size - 1).astype(int)
+            return np.stack([low, np.clip(np.ceil(edges[:, 1]), low + 1, size).astype(int)], axis=1)
+
+        rows = bounds(self.rows, ratio_y, values.shape[0])
+        cols = bounds(self.columns, ratio_x, values.shape[1])
+        y0, y1 = rows[:, 0][:, None], rows[:, 1][:, None]
+        x0, x1 = cols[:, 0][None, :], cols[:, 1][None, :]
+        total = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+        return total / ((y1 - y0) * (x1 - x0))
 
     def to_dataarray(self, ragged: Literal["pad", "drop"] = "pad") -> xr.DataArray:
         """All tiles as one lazy ``(tile_y, tile_x, y, x, c)`` array.
@@ -166,6 +191,7 @@ class TileGrid:
             windows = windows[rows][:, cols]
         coords = self._tile_centres(rows, cols)
         coords["c"] = self.image.c.values
+        coords["tissue"] = (("tile_y", "tile_x"), self.tissue[np.ix_(rows, cols)])
         return xr.DataArray(
             windows,
             dims=("tile_y", "tile_x", "y", "x", "c"),
@@ -186,16 +212,27 @@ class TileGrid:
         import xarray as xr
 
         tiles = self.to_dataarray(ragged)
+        keep = self.keep if ragged == "pad" else self.keep[np.ix_(*self._full_tiles())]
         sample = np.asarray(function(np.zeros(tiles.shape[2:], tiles.dtype)))
+        if not keep.all():  # skipped tiles get NaN
+            sample = sample.astype(np.result_type(sample.dtype, np.float32))
         if sample.ndim > 1:
             msg = f"the function must return a number or a 1-D array, not shape {sample.shape}"
             raise ValueError(msg)
 
-        def apply(block: np.ndarray) -> np.ndarray:
-            out = np.empty((*block.shape[:2], *sample.shape), dtype=sample.dtype)
+        def apply(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+            (row0, _), (col0, _) = (
+                block_info[0]["array-location"][:2] if block_info else ((0, 0), (0, 0))
+            )
+            out = np.full(
+                (*block.shape[:2], *sample.shape),
+                np.nan if sample.dtype.kind == "f" else 0,
+                sample.dtype,
+            )
             for ty in range(block.shape[0]):
                 for tx in range(block.shape[1]):
-                    out[ty, tx] = function(block[ty, tx])
+                    if keep[row0 + ty, col0 + tx]:
+                        out[ty, tx] = function(block[ty, tx])
             return out
 
         data = tiles.data.rechunk({2: -1, 3: -1, 4: -1})
@@ -210,6 +247,12 @@ class TileGrid:
         dims = ("tile_y", "tile_x", "feature")[: 2 + sample.ndim]
         coords = {k: v for k, v in tiles.coords.items() if k in ("tile_y", "tile_x")}
         return xr.DataArray(result, dims=dims, coords=coords)
+
+    def _full_tiles(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column indices of tiles that are not cropped."""
+        rows = np.array([i for i, (a, b) in enumerate(self.rows) if b - a == self.size[0]], int)
+        cols = np.array([i for i, (a, b) in enumerate(self.columns) if b - a == self.size[1]], int)
+        return rows, cols
 
     def _padded(self) -> tuple[Any, tuple[int, int]]:
         """The region's pixels (dask), padded with background so every grid window is full."""
