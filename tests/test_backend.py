@@ -65,3 +65,19 @@ def test_missing_group_names_the_ones_there() -> None:
 )
 def test_guess_can_open_by_suffix(name: str, expected: bool) -> None:
     assert WsiArrayBackendEntrypoint().guess_can_open(name) is expected
+
+
+def test_guess_can_open_by_content(tmp_path) -> None:
+    import shutil
+
+    import numpy as np
+    import tifffile
+
+    renamed = tmp_path / "slide.tif"
+    shutil.copyfile(real_slide("aperio/CMU-1-Small-Region.svs"), renamed)
+    plain = tmp_path / "photo.tif"
+    tifffile.imwrite(plain, np.zeros((16, 16), np.uint8))
+    entrypoint = WsiArrayBackendEntrypoint()
+    assert entrypoint.guess_can_open(renamed) is True  # an Aperio file, whatever its name
+    assert entrypoint.guess_can_open(plain) is False  # a plain TIFF belongs to rasterio
+    assert entrypoint.guess_can_open(real_slide("ome-tiff/test_pyramid.ome.tif")) is True

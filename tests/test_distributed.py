@@ -39,3 +39,18 @@ def test_result_survives_a_worker_restart(client) -> None:
     expected = slide.image(0).sum(("y", "x")).compute(scheduler="threads").values
     client.restart()  # kills and restarts both worker processes: their open-slide caches are gone
     np.testing.assert_array_equal(slide.image(0).sum(("y", "x")).compute().values, expected)
+
+
+def test_a_worker_killed_mid_computation_does_not_change_the_result(client) -> None:
+    import os
+    import signal
+    import time
+
+    slide = wa.open(real_slide("hamamatsu/test3-DAPI-2-(387).ndpi"), chunks=256)
+    reduction = slide.image(0).sum(("y", "x"))
+    expected = reduction.compute(scheduler="threads").values
+    future = client.compute(reduction)
+    time.sleep(0.3)  # tasks are running
+    pids = client.run(os.getpid)  # {worker address: process id}
+    os.kill(next(iter(pids.values())), signal.SIGKILL)  # one worker process dies mid-way
+    np.testing.assert_array_equal(future.result(timeout=120).values, expected)

@@ -108,3 +108,13 @@ def test_bad_grids() -> None:
         slide.tiles(100, 100)
     with pytest.raises(wa.RegionError, match="outside the slide"):
         slide.tiles(100, region=(5000, 5000, 10, 10))
+
+
+def test_tile_position_in_mm_and_map_keyword_arguments() -> None:
+    slide = wa.open(real_slide(SVS))
+    grid = slide.tiles(512)
+    tile = grid[2, 1]
+    assert tile.position_mm == pytest.approx((1024 * slide.mm_y, 512 * slide.mm_x))
+    scaled = grid.map(lambda t, factor: float(t.mean()) * factor, factor=2.0).compute()
+    plain = grid.map(lambda t: float(t.mean())).compute()
+    np.testing.assert_allclose(scaled.values, 2 * plain.values)

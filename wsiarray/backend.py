@@ -33,6 +33,19 @@ SLIDE_SUFFIXES = (
 )
 
 
+def _is_slide_tiff(path: Path) -> bool:
+    """Whether a TIFF file's headers are a whole-slide scanner's (read headers only)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            flags = ("is_svs", "is_ndpi", "is_scn", "is_bif", "is_philips", "is_qpi")
+            pyramid = tif.is_ome and len(tif.series[0].levels) > 1
+            return pyramid or any(getattr(tif, flag) for flag in flags)
+    except (OSError, tifffile.TiffFileError):
+        return False
+
+
 class WsiArrayBackendEntrypoint(BackendEntrypoint):
     """Open whole-slide images with xarray: one group per pyramid level.
 
@@ -53,11 +66,15 @@ class WsiArrayBackendEntrypoint(BackendEntrypoint):
     )
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
-        """True for slide suffixes, and for TIFF files whose header says they are pyramids."""
+        """True for slide suffixes, and for ``.tif``/``.tiff`` files whose headers say a slide
+        scanner wrote them (Aperio, Hamamatsu, Leica, Ventana, Philips, QPTIFF, OME pyramids).
+        Other TIFFs are left to rioxarray's ``rasterio`` engine."""
         if not isinstance(filename_or_obj, str | os.PathLike):
             return False
         name = str(filename_or_obj).lower()
-        return name.endswith(SLIDE_SUFFIXES)
+        if name.endswith(SLIDE_SUFFIXES):
+            return True
+        return name.endswith((".tif", ".tiff")) and _is_slide_tiff(Path(filename_or_obj))
 
     def open_dataset(  # type: ignore[override]
         self,

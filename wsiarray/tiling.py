@@ -68,6 +68,11 @@ class Tile:
     _grid: TileGrid
 
     @property
+    def position_mm(self) -> tuple[float, float] | None:
+        """``(top, left)`` of the tile on the glass in mm (None when the pixel size is unknown)."""
+        return None if self.mm is None else (self.y * self.mm, self.x * self.mm)
+
+    @property
     def base(self) -> tuple[float, float, float, float]:
         """``(top, left, height, width)`` in level-0 pixels."""
         d = self.downsample
@@ -200,12 +205,13 @@ class TileGrid:
         )
 
     def map(
-        self, function: Callable[[np.ndarray], Any], *, ragged: Literal["pad", "drop"] = "pad"
+        self, function: Callable[..., Any], *, ragged: Literal["pad", "drop"] = "pad", **kwargs: Any
     ) -> xr.DataArray:
         """Apply ``function`` to every tile in parallel; one dask task per chunk of tiles.
 
-        ``function`` takes a ``(y, x, c)`` numpy tile and returns a number or a 1-D array (the
-        same length for every tile). The result is labelled ``(tile_y, tile_x[, feature])``
+        ``function(tile, **kwargs)`` takes a ``(y, x, c)`` numpy tile and returns a number or
+        a 1-D array (the same length for every tile). Tiles a mask left out are not computed
+        (NaN). The result is labelled ``(tile_y, tile_x[, feature])``
         with the tiles' centres in mm (or base pixels) as coordinates.
         """
         import dask.array as da
@@ -213,7 +219,7 @@ class TileGrid:
 
         tiles = self.to_dataarray(ragged)
         keep = self.keep if ragged == "pad" else self.keep[np.ix_(*self._full_tiles())]
-        sample = np.asarray(function(np.zeros(tiles.shape[2:], tiles.dtype)))
+        sample = np.asarray(function(np.zeros(tiles.shape[2:], tiles.dtype), **kwargs))
         if not keep.all():  # skipped tiles get NaN
             sample = sample.astype(np.result_type(sample.dtype, np.float32))
         if sample.ndim > 1:
@@ -232,7 +238,7 @@ class TileGrid:
             for ty in range(block.shape[0]):
                 for tx in range(block.shape[1]):
                     if keep[row0 + ty, col0 + tx]:
-                        out[ty, tx] = function(block[ty, tx])
+                        out[ty, tx] = function(block[ty, tx], **kwargs)
             return out
 
         data = tiles.data.rechunk({2: -1, 3: -1, 4: -1})
