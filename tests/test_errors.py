@@ -117,6 +117,29 @@ def test_corrupt_tile_fails_on_read_naming_the_tile(tmp_path: Path, how: str) ->
     assert "row 0, column 5 of level 0" in message
 
 
+def _damaged_ndpi(tmp_path: Path, level: int, interval: int) -> Path:
+    """The real NDPI with one restart interval of one level zeroed (OpenSlide refuses it too)."""
+    source = real_slide("hamamatsu/test3-DAPI-2-(387).ndpi")
+    with tifffile.TiffFile(source) as tif:
+        page = tif.series[0].levels[level].pages[0]
+        offset, count = page.dataoffsets[interval], page.databytecounts[interval]
+    data = bytearray(source.read_bytes())
+    data[offset : offset + count] = bytes(count)
+    target = tmp_path / "damaged.ndpi"
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_corrupt_ndpi_restart_interval_is_not_decoded_silently(tmp_path: Path) -> None:
+    # libjpeg decodes zeroed entropy data without complaint; the restart marker that must end
+    # every NDPI "tile" is missing, which wsiarray (like OpenSlide) checks
+    path = _damaged_ndpi(tmp_path, level=3, interval=0)
+    slide = wa.open(path)
+    assert slide.read(0, 8, 496, 8, level=3).shape == (8, 496, 3)  # the next interval reads
+    with pytest.raises(wa.CorruptTileError, match="row 0, column 0 of level 3"):
+        slide.read(0, 0, 496, 8, level=3)
+
+
 def test_corrupt_tile_fails_through_openslide_reader_too(tmp_path: Path) -> None:
     path = _corrupt_tile(tmp_path, tile=5, how="zeroed_tail")
     slide = wa.open(path, reader="openslide")

@@ -100,18 +100,23 @@ def target_downsample(
     level_downsample: float | None = None,
     magnification: float | None = None,
     mm: float | None = None,
+    downsample: float | None = None,
     native_magnification: float | None,
     mm_x: float | None,
 ) -> float:
     """Downsample relative to level 0 for a scale given one way or another.
 
-    Exactly one of ``level_downsample``, ``magnification`` (objective power, x) and ``mm``
-    (pixel size in millimetres) may be given; none means full resolution (1.0).
+    At most one of ``level_downsample`` (a file level's), ``magnification`` (objective
+    power, x), ``mm`` (pixel size in millimetres) and ``downsample`` (level-0 pixels per
+    output pixel) may be given; none means full resolution (1.0).
     """
-    given = [v is not None for v in (level_downsample, magnification, mm)]
+    given = [v is not None for v in (level_downsample, magnification, mm, downsample)]
     if sum(given) > 1:
-        msg = "give at most one of level=, magnification= and mm="
+        msg = "give at most one of level=, magnification=, mm= and downsample="
         raise ValueError(msg)
+    if downsample is not None:
+        _check_scale(downsample, "downsample", 1.0, "")
+        return float(downsample)
     if level_downsample is not None:
         return float(level_downsample)
     if magnification is not None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Self
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 
@@ -146,6 +148,7 @@ class Slide:
         *,
         magnification: float | None = None,
         mm: float | None = None,
+        downsample: float | None = None,
         upsample: bool = False,
     ) -> xr.DataArray:
         """The lazy ``(y, x, c)`` image at exactly the asked resolution.
@@ -158,6 +161,8 @@ class Slide:
             Objective magnification, e.g. ``10`` for 10x.
         mm : float, optional
             Pixel size in millimetres (``0.001`` is 1 µm per pixel).
+        downsample : float, optional
+            Level-0 pixels per output pixel (``4`` is a quarter of the full resolution).
         upsample : bool
             Allow a resolution finer than level 0 (pixels are replicated).
 
@@ -179,7 +184,7 @@ class Slide:
         ScaleError
             Finer than level 0 without ``upsample=True``.
         """
-        return self._image_at(self._downsample(level, magnification, mm, upsample))
+        return self._image_at(self._downsample(level, magnification, mm, upsample, downsample))
 
     def region(
         self,
@@ -373,7 +378,12 @@ class Slide:
         ).transpose("y", "x", "c")
 
     def _downsample(
-        self, level: int | None, magnification: float | None, mm: float | None, upsample: bool
+        self,
+        level: int | None,
+        magnification: float | None,
+        mm: float | None,
+        upsample: bool,
+        downsample: float | None = None,
     ) -> float:
         level_downsample = None
         if level is not None:
@@ -382,6 +392,7 @@ class Slide:
             level_downsample=level_downsample,
             magnification=magnification,
             mm=mm,
+            downsample=downsample,
             native_magnification=self.magnification,
             mm_x=self.mm_x,
         )
@@ -452,6 +463,39 @@ class Slide:
         image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
         return np.asarray(image.resize(size, Image.Resampling.LANCZOS))
 
+    def to_zarr(
+        self,
+        path: str | os.PathLike[str],
+        /,
+        *,
+        pyramid: Literal["levels", "power_of_two"] = "levels",
+        chunks: int = 1024,
+        compressor: Literal["zstd", "jpeg", "none"] = "zstd",
+        associated: bool = True,
+        overwrite: bool = False,
+    ) -> Path:
+        """Write the slide as an OME-Zarr (OME-NGFF 0.5, zarr v3) multiscale image.
+
+        Streams level by level with dask (bounded memory, parallel writes); see
+        :func:`wsiarray.export.write_ome_zarr` for the parameters and the layout.
+
+        Returns
+        -------
+        pathlib.Path
+            The written store's path, which :func:`wsiarray.open` reopens.
+        """
+        from wsiarray.export import write_ome_zarr
+
+        return write_ome_zarr(
+            self,
+            path,
+            pyramid=pyramid,
+            chunks=chunks,
+            compressor=compressor,
+            associated=associated,
+            overwrite=overwrite,
+        )
+
     def close(self) -> None:
         """Nothing to release: reading happens through a per-process cache of open files."""
 
@@ -460,6 +504,12 @@ class Slide:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _repr_html_(self) -> str:
+        """Notebook display: a small preview, the summary and the level table."""
+        from wsiarray._display import slide_html
+
+        return slide_html(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopen, (self._spec, self._chunks))

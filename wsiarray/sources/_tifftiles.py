@@ -80,8 +80,15 @@ class LevelTiles:
         self.bands = len(self._planes) * self.samples
         # libjpeg decodes a tile whose end is missing (zeroed or cut off) with only a warning,
         # filling it with grey: such tiles must end with the EOI marker. NDPI's "tiles" are
-        # restart intervals of one big JPEG and carry no EOI.
-        self._check_eoi = keyframe.compression == JPEG and not keyframe.parent.is_ndpi
+        # restart intervals of one big JPEG: each ends with a restart marker (RST0-7), the
+        # last with EOI, as OpenSlide checks too.
+        self._end_markers: tuple[bytes, ...] = ()
+        if keyframe.compression == JPEG:
+            self._end_markers = (
+                (*(bytes((0xFF, m)) for m in range(0xD0, 0xD8)), b"\xff\xd9")
+                if keyframe.parent.is_ndpi
+                else (b"\xff\xd9",)
+            )
         self._fd = os.open(path, os.O_RDONLY)
 
     def chunk_shape(self, target: int = SUPER_TILE) -> tuple[int, int]:
@@ -147,8 +154,8 @@ class LevelTiles:
         if len(data) < count:
             msg = f"the file ends {count - len(data)} bytes into the tile"
             raise ValueError(msg)
-        if self._check_eoi and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
-            msg = "the JPEG data ends before its end-of-image marker"
+        if self._end_markers and not data.rstrip(b"\x00").endswith(self._end_markers):
+            msg = "the JPEG data does not end with its end-of-image or restart marker"
             raise ValueError(msg)
         return data
 
