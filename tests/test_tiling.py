@@ -89,15 +89,24 @@ def test_to_dataarray_drop_keeps_full_tiles_only() -> None:
     assert stack.shape[:2] == (5, 4)  # 2967 // 512 rows, 2220 // 512 columns
 
 
-def test_map_runs_one_task_per_chunk_of_tiles_and_equals_a_loop() -> None:
-    grid = wa.open(real_slide(SVS)).tiles(256)
+@pytest.mark.parametrize("edges", [False, True])
+def test_map_runs_one_task_per_chunk_of_tiles_and_equals_a_loop(edges: bool) -> None:
+    grid = wa.open(real_slide(SVS)).tiles(256, 32, edges=edges)
     means = grid.map(lambda tile: tile.reshape(-1, 3).mean(axis=0))
     assert means.dims == ("tile_y", "tile_x", "feature")
     assert means.data.npartitions < len(grid) / 10
     values = means.compute().values
-    stack = grid.to_dataarray().to_numpy()
-    loop = stack.reshape(*stack.shape[:2], -1, 3).mean(axis=2)
+    # by default each tile is exactly its own pixels, cropped at the slide's edges
+    loop = np.array([[grid[ty, tx].values.reshape(-1, 3).mean(axis=0) for tx in range(
+        grid.shape[1])] for ty in range(grid.shape[0])])  # fmt: skip
     np.testing.assert_allclose(values, loop)
+    sizes = grid.map(lambda tile: np.array(tile.shape[:2])).compute().values
+    assert sizes[-1, -1].tolist() == [grid[-1, -1].height, grid[-1, -1].width]
+    assert sizes[-1, -1].tolist() != [256, 256]  # the corner tile is cropped
+    # ragged="pad" sees the padded windows of to_dataarray()
+    stack = grid.to_dataarray().to_numpy()
+    padded = grid.map(lambda tile: tile.reshape(-1, 3).mean(axis=0), ragged="pad").compute()
+    np.testing.assert_allclose(padded.values, stack.reshape(*stack.shape[:2], -1, 3).mean(axis=2))
     scalar = grid.map(lambda tile: float(tile.std()))
     assert scalar.dims == ("tile_y", "tile_x")
 

@@ -205,20 +205,38 @@ class TileGrid:
         )
 
     def map(
-        self, function: Callable[..., Any], *, ragged: Literal["pad", "drop"] = "pad", **kwargs: Any
+        self,
+        function: Callable[..., Any],
+        *,
+        ragged: Literal["crop", "pad", "drop"] = "crop",
+        **kwargs: Any,
     ) -> xr.DataArray:
         """Apply ``function`` to every tile in parallel; one dask task per chunk of tiles.
 
-        ``function(tile, **kwargs)`` takes a ``(y, x, c)`` numpy tile and returns a number or
-        a 1-D array (the same length for every tile). Tiles a mask left out are not computed
-        (NaN). The result is labelled ``(tile_y, tile_x[, feature])``
-        with the tiles' centres in mm (or base pixels) as coordinates.
+        Parameters
+        ----------
+        function : callable
+            ``function(tile, **kwargs)`` takes a ``(y, x, c)`` numpy tile and returns a number
+            or a 1-D array (the same length for every tile).
+        ragged : {"crop", "pad", "drop"}
+            Tiles cropped by the region's edge are passed as they are, smaller than ``size``
+            (``"crop"``, the default, so that statistics see only slide pixels), padded to
+            full size with the background colour (``"pad"``), or left out (``"drop"``).
+        **kwargs
+            Passed to ``function``.
+
+        Returns
+        -------
+        xarray.DataArray
+            Lazy, ``(tile_y, tile_x[, feature])``, with the tiles' centres in mm (or base
+            pixels) as coordinates. Tiles a mask left out are not computed (NaN).
         """
         import dask.array as da
         import xarray as xr
 
-        tiles = self.to_dataarray(ragged)
-        keep = self.keep if ragged == "pad" else self.keep[np.ix_(*self._full_tiles())]
+        tiles = self.to_dataarray("drop" if ragged == "drop" else "pad")
+        keep = self.keep if ragged != "drop" else self.keep[np.ix_(*self._full_tiles())]
+        crops = self._crops() if ragged == "crop" else None
         sample = np.asarray(function(np.zeros(tiles.shape[2:], tiles.dtype), **kwargs))
         if not keep.all():  # skipped tiles get NaN
             sample = sample.astype(np.result_type(sample.dtype, np.float32))
@@ -237,8 +255,13 @@ class TileGrid:
             )
             for ty in range(block.shape[0]):
                 for tx in range(block.shape[1]):
-                    if keep[row0 + ty, col0 + tx]:
-                        out[ty, tx] = function(block[ty, tx], **kwargs)
+                    if not keep[row0 + ty, col0 + tx]:
+                        continue
+                    tile = block[ty, tx]
+                    if crops is not None:
+                        (ra, rb), (ca, cb) = crops[0][row0 + ty], crops[1][col0 + tx]
+                        tile = tile[ra:rb, ca:cb]
+                    out[ty, tx] = function(tile, **kwargs)
             return out
 
         data = tiles.data.rechunk({2: -1, 3: -1, 4: -1})
@@ -253,6 +276,16 @@ class TileGrid:
         dims = ("tile_y", "tile_x", "feature")[: 2 + sample.ndim]
         coords = {k: v for k, v in tiles.coords.items() if k in ("tile_y", "tile_x")}
         return xr.DataArray(result, dims=dims, coords=coords)
+
+    def _crops(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Per row and column: the tile's own pixels inside its padded grid window."""
+        _, (start_y, start_x) = self._padded()
+        stride = (self.size[0] - self.overlap[0], self.size[1] - self.overlap[1])
+
+        def crops(spans: list[tuple[int, int]], start: int, step: int) -> list[tuple[int, int]]:
+            return [(a - start - k * step, b - start - k * step) for k, (a, b) in enumerate(spans)]
+
+        return crops(self.rows, start_y, stride[0]), crops(self.columns, start_x, stride[1])
 
     def _full_tiles(self) -> tuple[np.ndarray, np.ndarray]:
         """Row and column indices of tiles that are not cropped."""
