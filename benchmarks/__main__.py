@@ -25,6 +25,7 @@ TARGETS = [
     ("patches: wsiarray", "patches: tiffslide", 1.2),
     ("patches: wsiarray", "patches: openslide", 1.0),
     ("wsiarray LocalCluster(2 procs) level 0", "wsiarray image.mean level 0", 0.8),
+    ("wsiarray tile map 10x: LocalCluster(2 procs)", "wsiarray tile map 10x: threads", 0.8),
     (
         "compat tileIterator 1024: wsiarray",
         "compat tileIterator 1024: large_image default source",

@@ -133,9 +133,40 @@ def wsiarray_mean(path: str, level: int = 0) -> tuple[float, str]:
     return image.shape[0] * image.shape[1] / 1e6, "MP"
 
 
-def wsiarray_mean_cluster(path: str, level: int = 0) -> tuple[float, str]:
-    """The same reduction on a LocalCluster of 2 worker processes (cluster start not timed)."""
-    raise NotImplementedError  # timed specially by the runner: see runner.CLUSTER
+def level_mean_work(path: str, level: int = 0):
+    """The lazy whole-level mean colour and its megapixels (for the cluster cases)."""
+    import wsiarray as wa
+
+    image = wa.open(path).image(level)
+    return image.mean(("y", "x")), image.shape[0] * image.shape[1] / 1e6
+
+
+#: Ruifrok & Johnston's H&E(+residual) optical-density vectors, rows normalised
+_STAINS = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+_UNMIX = np.linalg.inv(_STAINS / np.linalg.norm(_STAINS, axis=1, keepdims=True))
+
+
+def stain_density(tile: np.ndarray) -> np.ndarray:
+    """Mean optical density of haematoxylin, eosin and the residual over a tile."""
+    od = -np.log10(np.maximum(tile[..., :3].reshape(-1, 3), 1).astype(np.float32) / 255)
+    return (od @ _UNMIX.astype(np.float32)).mean(axis=0)
+
+
+def tile_map_work(path: str):
+    """The parallel-analysis notebook's map on the whole slide: 256-px tiles at 10x (overlap
+    32), stain densities per tile; returns the lazy result and the 10x megapixels."""
+    import wsiarray as wa
+
+    grid = wa.open(path).tiles(256, 32, magnification=10)
+    height, width = grid.image.shape[:2]
+    return grid.map(stain_density), height * width / 1e6
+
+
+def tile_map_threads(path: str) -> tuple[float, str]:
+    """The tile map on dask's default (threaded) scheduler."""
+    result, megapixels = tile_map_work(path)
+    assert np.isfinite(result.compute().values).all()
+    return megapixels, "MP"
 
 
 def _patch_origins(width: int, height: int) -> list[tuple[int, int]]:

@@ -25,7 +25,16 @@ CASES = {
     "large_image tiff source": (cases.large_image_mean, {"source": "tiff"}),
     "wsiarray image.mean level 0": (cases.wsiarray_mean, {"level": 0}),
     "wsiarray image.mean level 1": (cases.wsiarray_mean, {"level": 1}),
-    "wsiarray LocalCluster(2 procs) level 0": (None, {}),
+    "wsiarray LocalCluster(2 procs) level 0": (None, {"work": cases.level_mean_work, "workers": 2}),
+    "wsiarray tile map 10x: threads": (cases.tile_map_threads, {}),
+    "wsiarray tile map 10x: LocalCluster(1 proc)": (
+        None,
+        {"work": cases.tile_map_work, "workers": 1},
+    ),
+    "wsiarray tile map 10x: LocalCluster(2 procs)": (
+        None,
+        {"work": cases.tile_map_work, "workers": 2},
+    ),
     "patches: wsiarray": (cases.wsiarray_patches, {}),
     "patches: wsiarray dask slicing": (cases.wsiarray_patches_dask_slicing, {}),
     "patches: openslide": (cases.openslide_patches, {}),
@@ -86,21 +95,20 @@ def _preimport(name: str) -> None:
                 importlib.import_module(module)
 
 
-def _cluster_mean(path: str) -> tuple[float, str, float]:
+def _on_cluster(path: str, work, workers: int) -> tuple[float, str, float]:
+    """Compute ``work(path)`` on a LocalCluster of worker processes (cluster start not timed)."""
     from distributed import Client, LocalCluster
 
-    import wsiarray as wa
-
     cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
     )
     with cluster, Client(cluster) as client:
         client.run(importlib.import_module, "wsiarray")  # workers start warm, like threads do
-        image = wa.open(path).image(0)
+        lazy, megapixels = work(path)
         started = time.perf_counter()
-        image.mean(("y", "x")).compute()
+        lazy.compute()
         seconds = time.perf_counter() - started
-    return image.shape[0] * image.shape[1] / 1e6, "MP", seconds
+    return megapixels, "MP", seconds
 
 
 def main() -> None:
@@ -108,7 +116,7 @@ def main() -> None:
     function, kwargs = CASES[name]
     _preimport(name)
     if function is None:
-        work, unit, seconds = _cluster_mean(path)
+        work, unit, seconds = _on_cluster(path, **kwargs)
     else:
         started = time.perf_counter()
         work, unit, *extra = function(path, **kwargs)
