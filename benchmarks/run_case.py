@@ -117,6 +117,7 @@ def main() -> None:
     _preimport(name)
     if function is None:
         work, unit, seconds = _on_cluster(path, **kwargs)
+        extra = []
     else:
         started = time.perf_counter()
         work, unit, *extra = function(path, **kwargs)
