@@ -163,3 +163,16 @@ def test_pixel_budget_for_plain_images(tmp_path: Path) -> None:
     with pytest.raises(wa.PixelBudgetError, match="60,000 pixels, more than the budget of 1,000"):
         wa.open(png, reader_options={"max_pixels": 1000})
     assert wa.open(png).dimensions == (200, 300)
+
+
+def test_associated_images_read_concurrently_are_right(sample_svs: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    slide = wa.open(sample_svs)
+    names = [name for name in slide.associated for _ in range(30)]
+    source = wa.sources.cached_source(slide._spec)
+    expected = {name: source.read_associated(name) for name in slide.associated}
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(source.read_associated, names))
+    for name, image in zip(names, results, strict=True):
+        np.testing.assert_array_equal(image, expected[name])

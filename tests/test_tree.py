@@ -10,6 +10,7 @@ from pathlib import Path
 import dask
 import numpy as np
 import pytest
+import tifffile
 
 import wsiarray as wa
 from tests.conftest import real_slide
@@ -177,3 +178,14 @@ def test_importing_and_reading_a_patch_loads_no_xarray_dask_or_zarr() -> None:
         [sys.executable, "-c", script], check=True, capture_output=True, text=True, timeout=120
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_single_pixel_selection_keeps_every_channel() -> None:
+    path = real_slide("aperio/CMU-1-Small-Region.svs")
+    image = wa.open(path).tree["level0"].image
+    expected = tifffile.imread(path, key=0)[1000, 1200]
+    np.testing.assert_array_equal(image.isel(y=1000, x=1200).values, expected)
+    np.testing.assert_array_equal(image.isel(y=1000, x=[1200, 1201]).values[0], expected)
+    nearest = image.sel(y=image.y[1000], x=image.x[1200], method="nearest").values
+    np.testing.assert_array_equal(nearest, expected)
+    assert wa.open(path).region(1200, 1000, 1, 1).values.shape == (1, 1, 3)

@@ -12,8 +12,10 @@ from wsiarray import datasets
 from wsiarray.api import open, open_datatree
 from wsiarray.errors import (
     CorruptTileError,
+    DestinationExistsError,
     LevelError,
     MissingResolutionError,
+    OptionError,
     PixelBudgetError,
     ReaderUnavailableError,
     RegionError,
@@ -31,8 +33,10 @@ __version__ = _version("wsiarray")
 
 __all__ = [
     "CorruptTileError",
+    "DestinationExistsError",
     "LevelError",
     "MissingResolutionError",
+    "OptionError",
     "PixelBudgetError",
     "ReaderUnavailableError",
     "RegionError",

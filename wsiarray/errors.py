@@ -9,8 +9,10 @@ from __future__ import annotations
 
 __all__ = [
     "CorruptTileError",
+    "DestinationExistsError",
     "LevelError",
     "MissingResolutionError",
+    "OptionError",
     "PixelBudgetError",
     "ReaderUnavailableError",
     "RegionError",
@@ -69,3 +71,11 @@ class PixelBudgetError(WsiArrayError, MemoryError):
 
 class ReaderUnavailableError(WsiArrayError, ImportError):
     """The reader asked for is not installed or not registered."""
+
+
+class OptionError(WsiArrayError, ValueError):
+    """An option has a value wsiarray does not accept; the message lists the accepted values."""
+
+
+class DestinationExistsError(WsiArrayError, FileExistsError):
+    """An output path already holds data that wsiarray will not replace (without ``overwrite``)."""

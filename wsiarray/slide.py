@@ -35,8 +35,6 @@ class Slide:
 
     Attributes
     ----------
-    tree : xarray.DataTree
-        ``/level0`` (full resolution) ... ``/levelN`` and ``/associated/<name>``.
     metadata : SlideMetadata
         Normalised metadata (pixel size in mm, magnification, levels, associated images).
     """
@@ -210,10 +208,16 @@ class Slide:
             ``base_pixels`` are level-0 pixels; ``level_pixels`` are pixels at the asked
             resolution; ``fraction`` is a fraction of the slide's width and height.
             Aliases: ``base``, ``px``, ``pixels``, ``µm``, ``micron`` ...
-        level, magnification, mm, upsample
-            The output resolution, as in :meth:`level` (default: full resolution).
+        level : int, optional
+            Output at this file level (default: full resolution).
+        magnification : float, optional
+            Output magnification, as in :meth:`level`.
+        mm : float, optional
+            Output pixel size in millimetres, as in :meth:`level`.
         pad : bool
             Pad the parts outside the slide with the background colour instead of clipping.
+        upsample : bool
+            Allow an output resolution finer than level 0, as in :meth:`level`.
 
         Returns
         -------
@@ -284,14 +288,22 @@ class Slide:
 
         Parameters
         ----------
-        size, overlap : int or (int, int)
-            Tile size and overlap in pixels at the grid's resolution (rows, columns).
+        size : int or (int, int)
+            Tile size in pixels at the grid's resolution (rows, columns).
+        overlap : int or (int, int)
+            Pixels shared by neighbouring tiles (rows, columns).
         edges : bool
             Shift the grid by half the overlap so the tiles' cores cover the region exactly.
         region : (left, top, width, height), optional
             Part of the slide to tile, in ``units`` (as :meth:`region`); all of it by default.
-        level, magnification, mm
-            The resolution, as :meth:`level`.
+        units : str
+            Unit of ``region``, as in :meth:`region` (``base_pixels`` by default).
+        level : int, optional
+            The grid's resolution as a file level, as in :meth:`level`.
+        magnification : float, optional
+            The grid's resolution as a magnification.
+        mm : float, optional
+            The grid's resolution as a pixel size in millimetres.
         offset : (int, int)
             Shift of the grid's origin from the region's top-left corner, in pixels.
         mask : xarray.DataArray, optional

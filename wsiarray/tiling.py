@@ -53,7 +53,24 @@ def axis_tiles(
 class Tile:
     """One tile: where it is (at the grid's resolution, in base pixels and in mm) and its pixels.
 
-    ``overlap`` is how many pixels it shares with each neighbour (0 at the grid's edges).
+    Attributes
+    ----------
+    index : (int, int)
+        ``(row, column)`` of the tile in its grid.
+    y, x : int
+        Top-left corner, in pixels at the grid's resolution.
+    height, width : int
+        Size in pixels at the grid's resolution (smaller than the grid's ``size`` where
+        the region's edge crops the tile).
+    downsample : float
+        Level-0 pixels per pixel of the grid's resolution.
+    mm : float or None
+        Pixel size at the grid's resolution in mm (None when the slide does not record it).
+    magnification : float or None
+        Magnification of the grid's resolution (None when unknown).
+    overlap : dict
+        Pixels shared with each neighbour, by side: ``top``, ``bottom``, ``left``,
+        ``right`` (0 at the grid's edges).
     """
 
     index: tuple[int, int]
@@ -92,7 +109,31 @@ class Tile:
 
 
 class TileGrid:
-    """A grid of tiles over (a region of) a slide at one resolution; see :meth:`Slide.tiles`."""
+    """A grid of tiles over (a region of) a slide at one resolution; see :meth:`Slide.tiles`.
+
+    ``len(grid)`` counts the tiles it keeps (all, without a mask), ``grid[row, column]`` is a
+    :class:`Tile`, and iterating yields the kept tiles row by row.
+
+    Attributes
+    ----------
+    slide : Slide
+        The slide.
+    image : xarray.DataArray
+        The slide's image at the grid's resolution.
+    size, overlap : (int, int)
+        Tile size and overlap in pixels, ``(rows, columns)``.
+    edges : bool
+        Whether the grid is shifted by half the overlap (see :meth:`Slide.tiles`).
+    window : (int, int, int, int)
+        The tiled region ``(y0, y1, x0, x1)`` in pixels at the grid's resolution.
+    rows, columns : list of (int, int)
+        ``[begin, end)`` of each row and column of tiles, in pixels.
+    tissue : numpy.ndarray
+        Fraction of each tile covered by the mask, ``(rows, columns)``; 1 without a mask.
+    keep : numpy.ndarray
+        Which tiles iteration, ``len`` and :meth:`map` visit: coverage at least
+        ``min_tissue``.
+    """
 
     def __init__(
         self,

@@ -47,7 +47,8 @@ class _Reader:
         key = tuple(key) + (slice(None),) * (3 - len(key))
         rows, local_rows = _bounds(key[0], self.shape[0])
         cols, local_cols = _bounds(key[1], self.shape[1])
-        return band_planar(self._read(rows, cols)[local_rows][:, local_cols][..., key[2]])
+        # columns first: an integer row index would drop the row axis and shift the rest
+        return band_planar(self._read(rows, cols)[:, local_cols][local_rows][..., key[2]])
 
     def _read(self, rows: slice, cols: slice) -> np.ndarray:
         raise NotImplementedError

@@ -1,9 +1,9 @@
 """Slide readers and the registry that picks one for a file.
 
-Built-in readers: ``tifffile`` (TIFF family), ``openslide`` (anything OpenSlide opens) and
-``pil`` (plain images). Third parties add readers through the ``wsiarray.readers`` entry
-point group: the entry point's name is the reader name, its value a
-:class:`~wsiarray.sources.SlideSource` subclass.
+Built-in readers: ``tifffile`` (TIFF family), ``openslide`` (anything OpenSlide opens),
+``pil`` (plain images) and ``zarr`` (OME-Zarr store directories). Third parties add readers
+through the ``wsiarray.readers`` entry point group: the entry point's name is the reader
+name, its value a :class:`~wsiarray.sources.SlideSource` subclass.
 """
 
 from __future__ import annotations
@@ -42,8 +42,11 @@ BUILTIN_READERS = {
     "tifffile": "wsiarray.sources.tifffile_:TifffileSource",
     "openslide": "wsiarray.sources.openslide_:OpenSlideSource",
     "pil": "wsiarray.sources.pil_:PilSource",
+    "zarr": "wsiarray.sources.zarr_:OmeZarrSource",
 }
 HEADER_BYTES = 512
+#: A directory holding one of these (zarr v3, then v2) is a zarr store, handed to the readers.
+ZARR_METADATA = ("zarr.json", ".zattrs", ".zgroup")
 #: Open slides kept per process for dask tasks (each holds a few file handles).
 CACHE_SIZE = 32
 
@@ -53,7 +56,9 @@ class SourceSpec:
     """Everything needed to reopen a slide: what dask graphs carry instead of file handles.
 
     ``stamp`` (file size and modification time) makes a changed file a different spec, so
-    a cached handle to the old file is never used for it.
+    a cached handle to the old file is never used for it. For a zarr store directory it is
+    the root metadata file's: an export writes that file last, and a directory's own mtime
+    does not change when files deeper inside it do.
     """
 
     path: str
@@ -67,7 +72,7 @@ class SourceSpec:
     ) -> SourceSpec:
         """Build a spec for an existing file, with its size and mtime as ``stamp``."""
         resolved = Path(path).resolve()
-        stat = resolved.stat()
+        stat = (_zarr_metadata(resolved) or resolved).stat()
         return cls(
             str(resolved), reader, tuple(sorted(options.items())), (stat.st_size, stat.st_mtime_ns)
         )
@@ -95,14 +100,26 @@ def _reader_class(name: str) -> type[SlideSource]:
         raise ReaderUnavailableError(msg) from exc
 
 
+def _zarr_metadata(path: Path) -> Path | None:
+    """The root metadata file of a zarr store directory, or ``None`` for anything else."""
+    if not path.is_dir():
+        return None
+    return next((path / name for name in ZARR_METADATA if (path / name).is_file()), None)
+
+
 def _check_path(path: Path) -> bytes:
+    """The first bytes of a file, or a zarr store directory's root metadata, for ``claims``."""
     if not path.exists():
         msg = f"no such file: {path}"
         raise SlideNotFoundError(msg)
     if path.is_dir():
+        metadata = _zarr_metadata(path)
+        if metadata is not None:
+            return metadata.read_bytes()
         msg = (
             f"{path} is a directory, not a slide file. Pass the slide file itself: for MIRAX the "
-            ".mrxs file beside its data folder, for DICOM WSI one of the folder's instance files."
+            ".mrxs file beside its data folder, for DICOM WSI one of the folder's instance files. "
+            "The only directories wsiarray opens are OME-Zarr stores (zarr.json at the top)."
         )
         raise UnsupportedFormatError(msg)
     with path.open("rb") as fh:
@@ -123,8 +140,9 @@ def open_source(
     """Open ``path`` with the named reader, or with the first reader that can read it.
 
     With ``reader="auto"`` each reader that recognises the file's first bytes is tried in
-    order (tifffile, openslide, pil, then third-party readers); the first that opens the file
-    wins.
+    order (tifffile, openslide, pil, zarr, then third-party readers); the first that opens the
+    file wins. A directory is tried only when it is a zarr store (its root metadata stands
+    in for the first bytes).
 
     Raises
     ------

@@ -8,6 +8,7 @@ tifffile reads as a pyramid series.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, ClassVar, override
 
@@ -67,6 +68,7 @@ class TifffileSource(SlideSource):
         _check_ifd_chain(path)
         self._tiles: list[LevelTiles] = []
         self._tif = tifffile.TiffFile(path)
+        self._associated_lock = threading.Lock()
         try:
             self._series = self._slide_series(series)
             self._check_axes()
@@ -231,7 +233,10 @@ class TifffileSource(SlideSource):
     def read_associated(self, name: str, /) -> np.ndarray:
         series = self._associated_series()[name]
         try:
-            image = series.asarray()
+            # tifffile reads associated images through the one shared file handle (seek,
+            # then read): without the lock concurrent reads get each other's bytes
+            with self._associated_lock:
+                image = series.asarray()
         except Exception as exc:
             msg = f"{self.path}: the associated image {name!r} cannot be decoded ({exc})"
             raise CorruptTileError(msg) from exc

@@ -1,0 +1,326 @@
+"""Reader for OME-Zarr multiscale images (OME-NGFF 0.4 on zarr v2, 0.5 on zarr v3).
+
+It opens the image group at the root of a store directory, such as the ones
+:func:`wsiarray.export.write_ome_zarr` writes: every dataset of the first multiscale is a
+level, ``associated/<name>`` image groups are associated images. Metadata written by
+wsiarray (the ``"wsiarray"`` attribute) is restored as it was; for other stores the pixel
+size comes from level 0's scale and the axis units, and the channel names from ``omero``.
+
+Chunks compressed with ``imagecodecs_jpeg`` (wsiarray's lossy export) are read through
+imagecodecs' zarr 3 codec, registered here with zarr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, override
+
+import numpy as np
+
+from wsiarray.errors import UnsupportedFormatError
+from wsiarray.sources import ZARR_METADATA, _vendor
+from wsiarray.sources._base import AssociatedInfo, LevelInfo, SlideMetadata, SlideSource
+
+if TYPE_CHECKING:
+    import zarr
+
+__all__ = [
+    "JPEG_CODEC",
+    "MM_PER_NGFF_UNIT",
+    "OmeZarrSource",
+    "register_jpeg_codec",
+]
+
+#: Zarr v3 name of the JPEG codec (imagecodecs' ``imagecodecs.zarr.Jpeg``).
+JPEG_CODEC = "imagecodecs_jpeg"
+
+#: Millimetres per unit, for the UDUNITS-2 length units OME-NGFF axes use.
+MM_PER_NGFF_UNIT: Mapping[str, float] = {
+    "nanometer": 1e-6,
+    "micrometer": 1e-3,
+    "millimeter": 1.0,
+    "centimeter": 10.0,
+    "meter": 1e3,
+}
+
+
+@functools.cache
+def register_jpeg_codec() -> None:
+    """Register imagecodecs' zarr 3 JPEG codec with zarr under :data:`JPEG_CODEC` (once).
+
+    Any zarr-python reader of a JPEG-compressed export needs the same:
+    ``imagecodecs.zarr.register_codecs(["jpeg"])``, or the ``imagecodecs-zarr`` package,
+    which registers it through an entry point.
+    """
+    from imagecodecs.zarr import Jpeg
+    from zarr.registry import register_codec
+
+    register_codec(JPEG_CODEC, Jpeg)
+
+
+class OmeZarrSource(SlideSource):
+    """An OME-Zarr multiscale image: a store directory whose root group has ``multiscales``.
+
+    Parameters
+    ----------
+    path : Path
+        The store's root directory (holding ``zarr.json``, or ``.zattrs`` for zarr v2).
+    """
+
+    name: ClassVar[str] = "zarr"
+
+    @classmethod
+    @override
+    def claims(cls, path: Path, header: bytes, /) -> bool:
+        return path.is_dir() and any((path / name).is_file() for name in ZARR_METADATA)
+
+    def __init__(self, path: Path, /, **options: Any) -> None:
+        super().__init__(path, **options)
+        import zarr
+
+        register_jpeg_codec()
+        try:
+            group = zarr.open_group(str(path), mode="r")
+        except (OSError, ValueError, json.JSONDecodeError) as exc:
+            msg = f"{path}: zarr cannot open it as a group: {exc}"
+            raise UnsupportedFormatError(msg) from exc
+        attrs = group.attrs.asdict()
+        ome = attrs.get("ome", attrs)
+        multiscales = ome.get("multiscales") if isinstance(ome, Mapping) else None
+        if not multiscales:
+            msg = (
+                f"{path} is a zarr group without OME-NGFF multiscales metadata: not an image "
+                "(an unfinished export, or a container such as a plate or a bioformats2raw "
+                "layout; open the image group inside it)"
+            )
+            raise UnsupportedFormatError(msg)
+        extra = attrs.get("wsiarray") or {}
+        self._levels = _Image.load(group, multiscales[0], str(path))
+        self._associated = self._associated_images(group, extra.get("associated") or [])
+        version = str(ome.get("version") or multiscales[0].get("version") or "")
+        self.metadata = self._metadata(self._levels, ome, extra, version)
+
+    def _metadata(
+        self, image: _Image, ome: Mapping[str, Any], extra: Mapping[str, Any], version: str
+    ) -> SlideMetadata:
+        levels = tuple(
+            LevelInfo(shape=(array.shape[image.y], array.shape[image.x]), tile=image.tile(array))
+            for array in image.arrays
+        )
+        dtype = np.dtype(image.arrays[0].dtype)
+        channels = _channel_names(image.channels, dtype, extra.get("channels"), ome.get("omero"))
+        if extra:
+            mm_x, mm_y = _optional_float(extra.get("mm_x")), _optional_float(extra.get("mm_y"))
+            magnification = _optional_float(extra.get("magnification"))
+            derived = bool(extra.get("magnification_derived", False))
+            properties = {str(k): str(v) for k, v in (extra.get("properties") or {}).items()}
+            background = tuple(int(v) for v in extra.get("background", (255, 255, 255)))
+            fmt = str(extra.get("format") or "ome-zarr")
+        else:
+            mm_y, mm_x = image.mm()
+            magnification, derived = _vendor.magnification_or_derived(None, mm_x)
+            properties = {"ome.version": version}
+            if image.name:
+                properties["ome.name"] = image.name
+            background = (255, 255, 255)
+            fmt = "ome-zarr"
+        return SlideMetadata(
+            format=fmt,
+            reader=self.name,
+            levels=levels,
+            dtype=str(dtype),
+            channels=channels,
+            mm_x=mm_x,
+            mm_y=mm_y,
+            magnification=magnification,
+            magnification_derived=derived,
+            background=background,
+            properties=properties,
+            associated=tuple(
+                AssociatedInfo(name, (*image.plane_shape(0), image.channels))
+                for name, image in self._associated.items()
+            ),
+        )
+
+    @staticmethod
+    def _associated_images(group: zarr.Group, order: list[str]) -> dict[str, _Image]:
+        """The image groups under ``associated/``, in the order the export listed them."""
+        import zarr
+
+        try:
+            parent = group["associated"]
+        except KeyError:
+            return {}
+        if not isinstance(parent, zarr.Group):
+            return {}
+        images = {}
+        rank = {name: i for i, name in enumerate(order)}
+        for name, child in sorted(parent.groups(), key=lambda g: (rank.get(g[0], len(rank)), g[0])):
+            attrs = child.attrs.asdict()
+            multiscales = attrs.get("ome", attrs).get("multiscales")
+            if multiscales:
+                images[name] = _Image.load(child, multiscales[0], f"associated/{name}")
+        return images
+
+    @override
+    def read_block(self, level: int, y0: int, y1: int, x0: int, x1: int, /) -> np.ndarray:
+        return self._levels.read(level, slice(y0, y1), slice(x0, x1))
+
+    @override
+    def read_associated(self, name: str, /) -> np.ndarray:
+        image = self._associated[name]
+        return image.read(0, slice(None), slice(None))
+
+
+class _Image:
+    """The arrays of one multiscale image and where its channel and space axes are."""
+
+    def __init__(
+        self,
+        arrays: list[zarr.Array],
+        axes: list[str],
+        types: list[str | None],
+        units: list[str | None],
+        scales: list[list[float]],
+        name: str | None,
+    ) -> None:
+        self.arrays = arrays
+        self.name = name
+        space = [i for i, kind in enumerate(types) if kind == "space"]
+        self.y, self.x = space[-2], space[-1]
+        channel = [i for i, kind in enumerate(types) if kind == "channel"]
+        self.c = channel[0] if channel else (axes.index("c") if "c" in axes else None)
+        self.units = units
+        self.scales = scales
+
+    @classmethod
+    def load(cls, group: zarr.Group, multiscale: Mapping[str, Any], where: str) -> _Image:
+        """Open the datasets of ``multiscale``, checking that they are 2-D images."""
+        import zarr
+
+        axes, types, units = _axes(multiscale.get("axes"), where)
+        arrays, scales = [], []
+        for dataset in multiscale.get("datasets") or []:
+            try:
+                array = group[str(dataset["path"])]
+            except KeyError as exc:
+                msg = f"{where}: the multiscale dataset {dataset.get('path')!r} does not exist"
+                raise UnsupportedFormatError(msg) from exc
+            if not isinstance(array, zarr.Array) or array.ndim != len(axes):
+                msg = f"{where}: dataset {dataset['path']!r} is not a {len(axes)}-D array"
+                raise UnsupportedFormatError(msg)
+            arrays.append(array)
+            scales.append(_scale(dataset.get("coordinateTransformations"), len(axes)))
+        if not arrays:
+            msg = f"{where}: the multiscale lists no datasets"
+            raise UnsupportedFormatError(msg)
+        image = cls(arrays, axes, types, units, scales, multiscale.get("name"))
+        for i, size in enumerate(arrays[0].shape):
+            if i not in (image.y, image.x, image.c) and size != 1:
+                msg = (
+                    f"{where}: axis {axes[i]!r} has {size} planes; wsiarray reads 2-D images "
+                    "(one plane per channel), so only axes of length 1 besides c, y, x"
+                )
+                raise UnsupportedFormatError(msg)
+        return image
+
+    @property
+    def channels(self) -> int:
+        """Number of channels (1 without a channel axis)."""
+        return 1 if self.c is None else int(self.arrays[0].shape[self.c])
+
+    def plane_shape(self, level: int) -> tuple[int, int]:
+        shape = self.arrays[level].shape
+        return int(shape[self.y]), int(shape[self.x])
+
+    def tile(self, array: zarr.Array) -> tuple[int, int]:
+        """The chunk's ``(rows, cols)``, capped at the level's size."""
+        return (
+            min(int(array.chunks[self.y]), int(array.shape[self.y])),
+            min(int(array.chunks[self.x]), int(array.shape[self.x])),
+        )
+
+    def mm(self) -> tuple[float | None, float | None]:
+        """``(mm_y, mm_x)`` of a level-0 pixel from its scale and the axes' units, if known."""
+        result = []
+        for axis in (self.y, self.x):
+            factor = MM_PER_NGFF_UNIT.get(self.units[axis] or "")
+            value = self.scales[0][axis]
+            ok = factor is not None and math.isfinite(value) and value > 0
+            result.append(value * factor if ok else None)  # type: ignore[operator]
+        return result[0], result[1]
+
+    def read(self, level: int, rows: slice, cols: slice) -> np.ndarray:
+        """Pixels ``[rows, cols]`` of a level as ``(h, w, c)`` (zarr's synchronous API is thread-safe)."""
+        array = self.arrays[level]
+        key: list[Any] = [0] * array.ndim
+        key[self.y], key[self.x] = rows, cols
+        if self.c is not None:
+            key[self.c] = slice(None)
+        block = np.asarray(array[tuple(key)])
+        if self.c is None:
+            return block[..., np.newaxis]
+        # after integer indexing the kept axes are in order; c precedes y and x (NGFF order)
+        return np.moveaxis(block, 0, -1)
+
+
+def _axes(axes: Any, where: str) -> tuple[list[str], list[str | None], list[str | None]]:
+    """Names, types and units of the axes (dicts since NGFF 0.4, names in 0.3)."""
+    if not axes:
+        msg = f"{where}: the multiscale has no axes (OME-NGFF before 0.3 is not supported)"
+        raise UnsupportedFormatError(msg)
+    names, types, units = [], [], []
+    for axis in axes:
+        entry = axis if isinstance(axis, Mapping) else {"name": str(axis)}
+        name = str(entry.get("name"))
+        kind = entry.get("type") or {"c": "channel", "t": "time"}.get(
+            name, "space" if name in ("z", "y", "x") else None
+        )
+        names.append(name)
+        types.append(kind)
+        units.append(entry.get("unit"))
+    if types[-2:] != ["space", "space"]:
+        msg = f"{where}: the axes {names} do not end in two space axes (y, x)"
+        raise UnsupportedFormatError(msg)
+    return names, types, units
+
+
+def _scale(transforms: Any, ndim: int) -> list[float]:
+    for transform in transforms or []:
+        if isinstance(transform, Mapping) and transform.get("type") == "scale":
+            values = transform.get("scale")
+            if isinstance(values, list) and len(values) == ndim:
+                return [float(v) for v in values]
+    return [1.0] * ndim
+
+
+def _channel_names(count: int, dtype: np.dtype, stored: Any, omero: Any) -> tuple[str, ...]:
+    """Channel names: wsiarray's attribute, else distinct omero labels, else as tifffile names them.
+
+    Unlabelled 8-bit images of 3 or 4 channels are taken for RGB(A); one channel is ``L``,
+    other counts ``C0``, ``C1``, ...
+    """
+    if isinstance(stored, list) and len(stored) == count:
+        return tuple(str(name) for name in stored)
+    labels = []
+    if isinstance(omero, Mapping):
+        labels = [c.get("label") for c in omero.get("channels") or [] if isinstance(c, Mapping)]
+    if (
+        len(labels) == count
+        and all(isinstance(label, str) and label for label in labels)
+        and len(set(labels)) == count
+    ):
+        return tuple(labels)  # type: ignore[arg-type]
+    if count == 1:
+        return ("L",)
+    if dtype == np.uint8 and count in (3, 4):
+        return ("R", "G", "B", "A")[:count]
+    return tuple(f"C{i}" for i in range(count))
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
