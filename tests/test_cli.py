@@ -172,3 +172,26 @@ def test_progress_bar_on_stderr_unless_quiet(
     assert ("100% Completed" in captured.err) is not quiet
     assert (captured.out == "") is quiet
     assert output.exists()
+
+
+def test_convert_round_trips_and_refuses_to_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = real_slide(NDPI)
+    output = tmp_path / "slide.ome.zarr"
+    assert main(["convert", str(source), str(output), "--chunks", "512"]) == 0
+    assert "wrote " in capsys.readouterr().out
+    copy, slide = wsiarray.open(output), wsiarray.open(source)
+    assert copy.level_dimensions == slide.level_dimensions
+    assert copy.magnification == 40.0
+    np.testing.assert_array_equal(copy.image(0).values, slide.image(0).values)
+    assert main(["convert", str(source), str(output)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"wsiarray: error: {output} already exists and is not empty; pass "
+                   "overwrite=True (or --overwrite) to replace it"]  # fmt: skip
+    assert main(["-q", "convert", str(source), str(output), "--overwrite", "--pyramid",
+                 "power_of_two", "--compressor", "jpeg", "--no-associated"]) == 0  # fmt: skip
+    assert capsys.readouterr().out == ""
+    copy = wsiarray.open(output)
+    assert copy.level_dimensions[1] == (2432, 1984)
+    assert copy.metadata.associated == ()

@@ -224,7 +224,7 @@ def _prepare_destination(target: Path, slide_path: Path, *, overwrite: bool) -> 
     if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
         return
     if not overwrite:
-        msg = f"{target} already exists and is not empty; pass overwrite=True to replace it"
+        msg = f"{target} already exists and is not empty; pass overwrite=True (or --overwrite) to replace it"
         raise DestinationExistsError(msg)
     is_store = target.is_dir() and any((target / name).is_file() for name in ZARR_METADATA)
     if not is_store or target.is_symlink():
