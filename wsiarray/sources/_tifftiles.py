@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,8 @@ class LevelTiles:
                 if keyframe.parent.is_ndpi
                 else (b"\xff\xd9",)
             )
+        self._jpeg = self._direct_jpeg(keyframe)
+        self._buffers = threading.local()
         self._fd = os.open(path, os.O_RDONLY)
 
     def chunk_shape(self, target: int = SUPER_TILE) -> tuple[int, int]:
@@ -127,12 +130,59 @@ class LevelTiles:
                     target[..., band] = self.fill if tile.size == 0 else tile[ys, xs, channel]
                     band += 1
 
+    def _direct_jpeg(self, keyframe: tifffile.TiffPage) -> tuple[object, object] | None:
+        """Colour spaces for decoding JPEG tiles straight into a reused buffer, or ``None``.
+
+        For tiled, 8-bit, interleaved JPEG (not NDPI's restart intervals), wsiarray calls
+        imagecodecs itself, with the colour spaces tifffile would use, and decodes into one
+        buffer per thread: ~13 % less time per 240-px tile than tifffile's ``decode``, and no
+        fresh 170 KB allocation per tile. That matters most in ``dask.distributed`` workers,
+        whose ``MALLOC_TRIM_THRESHOLD_`` setting makes glibc map and unmap every such
+        allocation (measured: 111 vs 78 ms per 4080-px chunk).
+        """
+        if (
+            keyframe.compression != JPEG
+            or not keyframe.is_tiled  # a last strip may be stored shorter
+            or keyframe.parent.is_ndpi
+            or self.separate_samples
+            or keyframe.bitspersample != 8
+            or self.samples not in (1, 3)
+        ):
+            return None
+        from tifffile.tifffile import jpeg_decode_colorspace
+
+        return jpeg_decode_colorspace(
+            keyframe.photometric, keyframe.planarconfig, keyframe.extrasamples, keyframe.is_jfif
+        )
+
+    def _decode_jpeg(self, data: bytes, plane: _Plane) -> np.ndarray:
+        """Decode a JPEG tile into this thread's buffer (valid until its next decode)."""
+        import imagecodecs
+
+        buffer = getattr(self._buffers, "tile", None)
+        if buffer is None:
+            shape = self.tile if self.samples == 1 else (*self.tile, self.samples)
+            buffer = self._buffers.tile = np.empty(shape, np.uint8)
+        colorspace, outcolorspace = self._jpeg  # type: ignore[misc]
+        return imagecodecs.jpeg_decode(
+            data,
+            tables=plane.jpegtables,
+            header=self._keyframe.jpegheader,
+            colorspace=colorspace,
+            outcolorspace=outcolorspace,
+            shape=self.tile,
+            out=buffer,
+        )
+
     def _decode(self, plane: _Plane, index: int, ty: int, tx: int) -> np.ndarray:
         offset, count = int(plane.offsets[index]), int(plane.counts[index])
         if not offset or not count:
             return np.empty((0, 0, 1 if self.separate_samples else self.samples), self.dtype)
         try:
             data = self._tile_bytes(offset, count)
+            if self._jpeg is not None:
+                decoded = self._decode_jpeg(data, plane)
+                return decoded.reshape(*self.tile, self.samples)
             decoded = self._keyframe.decode(
                 data,
                 index,
