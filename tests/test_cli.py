@@ -195,3 +195,36 @@ def test_convert_round_trips_and_refuses_to_overwrite(
     copy = wsiarray.open(output)
     assert copy.level_dimensions[1] == (2432, 1984)
     assert copy.metadata.associated == ()
+
+
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "aperio/CMU-1-Small-Region.svs",
+        "aperio/tcga-cr-7395-01a-01-ts1.svs",
+        "hamamatsu/test3-TRITC 2 (560).ndpi",
+        "dicom/multiframe_camelyon_challenge_image.dcm",
+        "ome-tiff/OS-2-ndpi.ome.tif",
+        "ome-tiff/test_pyramid.ome.tif",
+        "qptiff/small_vectra.qptiff",
+    ],
+)
+def test_every_command_on_every_real_slide(tmp_path: Path, relative: str) -> None:
+    path = str(real_slide(relative))
+    slide = wsiarray.open(path)
+    assert main(["-q", "info", path]) == 0
+    suffix = ".png" if slide.metadata.dtype == "uint8" else ".tif"
+    assert main(["-q", "thumbnail", path, "-o", str(tmp_path / f"t{suffix}"), "--size", "64"]) == 0
+    region = ["--left", "0.25", "--top", "0.25", "--width", "0.5", "--height", "0.5"]
+    npy = tmp_path / "r.npy"
+    assert main(["-q", "region", path, *region, "--units", "fraction", "-o", str(npy)]) == 0
+    np.testing.assert_array_equal(
+        np.load(npy), slide.region(0.25, 0.25, 0.5, 0.5, units="fraction").values
+    )
+    store = tmp_path / "s.ome.zarr"
+    assert main(["-q", "convert", path, str(store), "--chunks", "256"]) == 0
+    copy = wsiarray.open(store)
+    assert copy.level_dimensions == slide.level_dimensions
+    assert copy.metadata.channels == slide.metadata.channels
+    last = slide.level_count - 1
+    np.testing.assert_array_equal(copy.image(last).values, slide.image(last).values)
