@@ -35,6 +35,10 @@ CASES = {
         None,
         {"work": cases.tile_map_work, "workers": 2},
     ),
+    "wsiarray tile map 10x: LocalCluster(2 procs), no MALLOC_TRIM_THRESHOLD_": (
+        None,
+        {"work": cases.tile_map_work, "workers": 2, "malloc_trim": False},
+    ),
     "patches: wsiarray": (cases.wsiarray_patches, {}),
     "patches: wsiarray dask slicing": (cases.wsiarray_patches_dask_slicing, {}),
     "patches: openslide": (cases.openslide_patches, {}),
@@ -95,9 +99,19 @@ def _preimport(name: str) -> None:
                 importlib.import_module(module)
 
 
-def _on_cluster(path: str, work, workers: int) -> tuple[float, str, float]:
-    """Compute ``work(path)`` on a LocalCluster of worker processes (cluster start not timed)."""
+def _on_cluster(
+    path: str, work, workers: int, malloc_trim: bool = True
+) -> tuple[float, str, float]:
+    """Compute ``work(path)`` on a LocalCluster of worker processes (cluster start not timed).
+
+    ``malloc_trim=False`` drops the ``MALLOC_TRIM_THRESHOLD_=65536`` that dask's nannies give
+    their workers: it makes glibc map and unmap every allocation over 128 KB.
+    """
+    import dask
     from distributed import Client, LocalCluster
+
+    if not malloc_trim:
+        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
 
     cluster = LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
