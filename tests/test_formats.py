@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +163,22 @@ def test_truncated_png_fails_on_read(tmp_path: Path) -> None:
     slide = wa.open(path)
     with pytest.raises(wa.CorruptTileError, match="cannot be decoded"):
         slide.image(0).to_numpy()
+
+
+def test_jpeg_edge_tiles_stored_at_their_cropped_size(tmp_path: Path) -> None:
+    # some writers encode the right and bottom edge tiles at the size of the image's rest
+    import imagecodecs
+
+    height, width, tile = 600, 520, 256
+    image = np.random.default_rng(1).integers(0, 255, (height, width, 3), dtype=np.uint8)
+
+    def tiles() -> Iterator[bytes]:
+        for y in range(0, height, tile):
+            for x in range(0, width, tile):
+                block = np.ascontiguousarray(image[y : y + tile, x : x + tile])
+                yield imagecodecs.jpeg_encode(block, level=85)
+
+    path = tmp_path / "cropped_edges.tif"
+    tifffile.imwrite(path, tiles(), shape=image.shape, dtype=np.uint8, tile=(tile, tile),
+                     compression=7, photometric="ycbcr", subsampling=(1, 1))  # fmt: skip
+    np.testing.assert_array_equal(wa.open(path).image(0).values, tifffile.imread(path))

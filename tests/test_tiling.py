@@ -127,3 +127,45 @@ def test_tile_position_in_mm_and_map_keyword_arguments() -> None:
     scaled = grid.map(lambda t, factor: float(t.mean()) * factor, factor=2.0).compute()
     plain = grid.map(lambda t: float(t.mean())).compute()
     np.testing.assert_allclose(scaled.values, 2 * plain.values)
+
+
+@pytest.mark.parametrize(
+    ("offset", "edges"), [((100, 50), False), ((-100, -50), False), ((30, 30), True)]
+)
+def test_offset_grids_pad_and_stack_the_right_pixels(offset: tuple[int, int], edges: bool) -> None:
+    grid = wa.open(real_slide(SVS)).tiles(300, 40, offset=offset, edges=edges)
+    stack = grid.to_dataarray().to_numpy()
+    (rows, cols) = grid._crops()
+    for ty, tx in [(0, 0), (1, 2), (grid.shape[0] - 1, grid.shape[1] - 1)]:
+        tile = grid[ty, tx]
+        (ra, rb), (ca, cb) = rows[ty], cols[tx]
+        np.testing.assert_array_equal(stack[ty, tx, ra:rb, ca:cb], tile.values)
+    sums = grid.map(lambda tile: tile.astype(np.int64).sum(axis=(0, 1)), ragged="pad").compute()
+    np.testing.assert_array_equal(sums.values, stack.astype(np.int64).sum(axis=(2, 3)))
+
+
+def test_map_tiles_of_an_overlapping_grid_do_not_share_memory() -> None:
+    grid = wa.open(real_slide(SVS)).tiles(256, 64)
+
+    def subtract_minimum(tile: np.ndarray) -> float:
+        tile -= tile.min()  # in place, as a user may
+        return float(tile.mean())
+
+    expected = [[subtract_minimum(grid[ty, tx].values) for tx in range(grid.shape[1])]
+                for ty in range(grid.shape[0])]  # fmt: skip
+    np.testing.assert_array_equal(grid.map(subtract_minimum).compute().values, expected)
+
+
+def test_map_dtype_comes_from_a_real_tile() -> None:
+    grid = wa.open(real_slide(SVS)).tiles(256)
+    result = grid.map(lambda t: 0 if not t.any() else t.mean() / 255)  # 0 only on a black tile
+    assert result.dtype == np.float64
+    assert 0.5 < float(result.mean()) < 1
+
+
+def test_bad_ragged_and_empty_grids_are_refused() -> None:
+    slide = wa.open(real_slide(SVS))
+    with pytest.raises(wa.OptionError, match="ragged='crpo'"):
+        slide.tiles(256).map(np.mean, ragged="crpo")  # type: ignore[arg-type]
+    with pytest.raises(wa.RegionError, match="no tile of the grid"):
+        slide.tiles(300, offset=(5000, 0), region=(0, 0, 1000, 1000))

@@ -9,6 +9,7 @@ cores cover the region exactly (large_image's ``edges``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+from wsiarray.errors import OptionError, RegionError
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -37,6 +40,13 @@ def axis_tiles(
     >>> [b - a for a, b in axis_tiles(0, 8, 5, 4, edges=True)]
     [3, 4, 5, 5, 5, 5, 4, 3]
     """
+    return [(a, b) for _, a, b in _axis_windows(start, stop, size, overlap, edges, offset)]
+
+
+def _axis_windows(
+    start: int, stop: int, size: int, overlap: int, edges: bool, offset: int
+) -> list[tuple[int, int, int]]:
+    """``(window start, begin, end)`` per tile: its full-size window and its part in the region."""
     stride = size - overlap
     if stride <= 0:
         msg = f"overlap ({overlap}) must be smaller than the tile size ({size})"
@@ -46,8 +56,12 @@ def axis_tiles(
         first, count = start + offset - overlap // 2, max(1, math.ceil(extent / stride))
     else:
         first, count = start + offset, max(1, math.ceil((extent - overlap) / stride))
-    spans = [(first + k * stride, first + k * stride + size) for k in range(count)]
-    return [(max(a, start), min(b, stop)) for a, b in spans if min(b, stop) > max(a, start)]
+    windows = [first + k * stride for k in range(count)]
+    return [
+        (w, max(w, start), min(w + size, stop))
+        for w in windows
+        if min(w + size, stop) > max(w, start)
+    ]
 
 
 @dataclass(frozen=True)
@@ -153,8 +167,18 @@ class TileGrid:
         self.size, self.overlap, self.edges = size, overlap, edges
         y0, y1, x0, x1 = window
         self.window = window
-        self.rows = axis_tiles(y0, y1, size[0], overlap[0], edges=edges, offset=offset[0])
-        self.columns = axis_tiles(x0, x1, size[1], overlap[1], edges=edges, offset=offset[1])
+        row_windows = _axis_windows(y0, y1, size[0], overlap[0], edges, offset[0])
+        column_windows = _axis_windows(x0, x1, size[1], overlap[1], edges, offset[1])
+        if not row_windows or not column_windows:
+            msg = (
+                f"no tile of the grid (size {size}, offset {offset}) falls inside the region "
+                f"rows {y0}:{y1}, columns {x0}:{x1}; use a smaller offset"
+            )
+            raise RegionError(msg)
+        self.rows = [(a, b) for _, a, b in row_windows]
+        self.columns = [(a, b) for _, a, b in column_windows]
+        #: Where each row's and column's full-size window starts (before cropping).
+        self._windows = ([w for w, _, _ in row_windows], [w for w, _, _ in column_windows])
         self._direct = slide._image_at(image.attrs["downsample_x"], direct=True)
         #: Fraction of each tile covered by the mask (1 everywhere without a mask).
         self.tissue = np.ones(self.shape) if mask is None else self._coverage(mask)
@@ -282,32 +306,45 @@ class TileGrid:
 
         from wsiarray._typing import DEFAULT_CHUNK
 
+        if ragged not in ("crop", "pad", "drop"):
+            msg = f"ragged={ragged!r}: use 'crop', 'pad' or 'drop'"
+            raise OptionError(msg)
         rows, cols = (
             self._full_tiles()
             if ragged == "drop"
             else (np.arange(self.shape[0]), np.arange(self.shape[1]))
         )
         keep = self.keep[np.ix_(rows, cols)]
+        crops = self._crops()
         bands = self.image.shape[2]
-        sample = np.asarray(function(np.zeros((*self.size, bands), self.image.dtype), **kwargs))
-        if sample.ndim > 1:
-            msg = f"the function must return a number or a 1-D array, not shape {sample.shape}"
-            raise ValueError(msg)
-        if not keep.all():  # skipped tiles get NaN
-            sample = sample.astype(np.result_type(sample.dtype, np.float32))
         background = (list(self.slide.metadata.background) + [0] * bands)[:bands]
         mapper = _TileMap(
             image=self._direct,
             rows=tuple(self.rows[i] for i in rows),
             cols=tuple(self.columns[i] for i in cols),
             keep=keep,
-            placement=self._crops() if ragged == "pad" else None,
+            placement=(
+                ([crops[0][i] for i in rows], [crops[1][i] for i in cols])
+                if ragged == "pad"
+                else None
+            ),
             size=self.size,
             background=tuple(background),
+            copy=any(self.overlap),
             function=function,
             kwargs=kwargs,
-            shape=(len(rows), len(cols), *sample.shape),
-            dtype=sample.dtype,
+            shape=(len(rows), len(cols)),
+            dtype=np.dtype(np.float64),
+        )
+        sample = mapper.sample()
+        if sample.ndim > 1:
+            msg = f"the function must return a number or a 1-D array, not shape {sample.shape}"
+            raise ValueError(msg)
+        dtype = sample.dtype
+        if not keep.all() and dtype.kind not in "fc":  # skipped tiles get NaN
+            dtype = np.result_type(dtype, np.float32)
+        mapper = dataclasses.replace(
+            mapper, shape=(len(rows), len(cols), *sample.shape), dtype=dtype
         )
         result = da.from_array(
             mapper,
@@ -315,7 +352,7 @@ class TileGrid:
             name=f"wsiarray-tilemap-{uuid.uuid4().hex}",
             asarray=False,
             fancy=False,
-            meta=np.empty((0,) * mapper.ndim, sample.dtype),
+            meta=np.empty((0,) * mapper.ndim, dtype),
         )
         dims = ("tile_y", "tile_x", "feature")[: 2 + sample.ndim]
         return xr.DataArray(result, dims=dims, coords=self._tile_centres(rows, cols))
@@ -337,14 +374,11 @@ class TileGrid:
         )
 
     def _crops(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """Per row and column: the tile's own pixels inside its padded grid window."""
-        start_y, start_x = self._origin()
-        stride = (self.size[0] - self.overlap[0], self.size[1] - self.overlap[1])
-
-        def crops(spans: list[tuple[int, int]], start: int, step: int) -> list[tuple[int, int]]:
-            return [(a - start - k * step, b - start - k * step) for k, (a, b) in enumerate(spans)]
-
-        return crops(self.rows, start_y, stride[0]), crops(self.columns, start_x, stride[1])
+        """Per row and column: the tile's own pixels inside its full-size window."""
+        return tuple(  # type: ignore[return-value]
+            [(a - w, b - w) for w, (a, b) in zip(windows, spans, strict=True)]
+            for windows, spans in zip(self._windows, (self.rows, self.columns), strict=True)
+        )
 
     def _full_tiles(self) -> tuple[np.ndarray, np.ndarray]:
         """Row and column indices of tiles that are not cropped."""
@@ -352,24 +386,17 @@ class TileGrid:
         cols = np.array([i for i, (a, b) in enumerate(self.columns) if b - a == self.size[1]], int)
         return rows, cols
 
-    def _origin(self) -> tuple[int, int]:
-        """Where the first tile's full-size window starts (before the region with ``edges``)."""
-        y0, _, x0, _ = self.window
-        start_y = min(self.rows[0][0], y0 + (-(self.overlap[0] // 2) if self.edges else 0))
-        start_x = min(self.columns[0][0], x0 + (-(self.overlap[1] // 2) if self.edges else 0))
-        return start_y, start_x
-
     def _padded(self) -> tuple[Any, tuple[int, int]]:
         """The region's pixels (dask), padded with background so every grid window is full."""
         import dask.array as da
 
         y0, y1, x0, x1 = self.window
-        start_y, start_x = self._origin()
-        stride = (self.size[0] - self.overlap[0], self.size[1] - self.overlap[1])
-        end_y = start_y + (self.shape[0] - 1) * stride[0] + self.size[0]
-        end_x = start_x + (self.shape[1] - 1) * stride[1] + self.size[1]
-        data = self.image.data[y0:y1, x0:x1]
-        pad = ((y0 - start_y, max(0, end_y - y1)), (x0 - start_x, max(0, end_x - x1)))
+        start_y, start_x = self._windows[0][0], self._windows[1][0]
+        end_y, end_x = self._windows[0][-1] + self.size[0], self._windows[1][-1] + self.size[1]
+        top, bottom = max(y0, start_y), min(y1, end_y)
+        left, right = max(x0, start_x), min(x1, end_x)
+        data = self.image.data[top:bottom, left:right]
+        pad = ((top - start_y, end_y - bottom), (left - start_x, end_x - right))
         background = list(self.slide.metadata.background) + [0] * data.shape[2]
         bands = [
             da.pad(data[..., [i]], (*pad, (0, 0)), constant_values=background[i])
@@ -407,6 +434,8 @@ class _TileMap:
     placement: tuple[list[tuple[int, int]], list[tuple[int, int]]] | None
     size: tuple[int, int]
     background: tuple[int, ...]
+    #: pass copies: tiles of an overlapping grid are views of shared pixels
+    copy: bool
     function: Callable[..., Any]
     kwargs: dict[str, Any]
     shape: tuple[int, ...]
@@ -426,7 +455,7 @@ class _TileMap:
         return block[(Ellipsis, *key[2:])] if self.ndim > 2 else block
 
     def _compute(self, rows: slice, cols: slice) -> np.ndarray:
-        fill = np.nan if self.dtype.kind == "f" else 0
+        fill = np.nan if self.dtype.kind in "fc" else 0
         out = np.full(
             (rows.stop - rows.start, cols.stop - cols.start, *self.shape[2:]), fill, self.dtype
         )
@@ -439,12 +468,30 @@ class _TileMap:
         right = self.cols[cols.start + kept[:, 1].max()][1]
         pixels = np.asarray(self.image.isel(y=slice(top, bottom), x=slice(left, right)).values)
         for i, j in kept:
-            (y0, y1), (x0, x1) = self.rows[rows.start + i], self.cols[cols.start + j]
-            tile = pixels[y0 - top : y1 - top, x0 - left : x1 - left]
-            if self.placement is not None:
-                tile = self._pad(tile, rows.start + i, cols.start + j)
+            tile = self._tile(pixels, top, left, rows.start + i, cols.start + j)
             out[i, j] = self.function(tile, **self.kwargs)
         return out
+
+    def _tile(self, pixels: np.ndarray, top: int, left: int, row: int, col: int) -> np.ndarray:
+        """Tile ``(row, col)`` cut from ``pixels`` (which start at ``top``, ``left``)."""
+        (y0, y1), (x0, x1) = self.rows[row], self.cols[col]
+        tile = pixels[y0 - top : y1 - top, x0 - left : x1 - left]
+        if self.placement is not None:
+            return self._pad(tile, row, col)
+        return tile.copy() if self.copy else tile
+
+    def sample(self) -> np.ndarray:
+        """The function's result on the first kept tile (on a background tile if none is kept),
+        which sets the result's dtype and feature length."""
+        kept = np.argwhere(self.keep)
+        if kept.size == 0:
+            tile = np.empty((*self.size, len(self.background)), self.image.dtype)
+            tile[...] = np.asarray(self.background, tile.dtype)
+            return np.asarray(self.function(tile, **self.kwargs))
+        row, col = (int(v) for v in kept[0])
+        (y0, y1), (x0, x1) = self.rows[row], self.cols[col]
+        pixels = np.asarray(self.image.isel(y=slice(y0, y1), x=slice(x0, x1)).values)
+        return np.asarray(self.function(self._tile(pixels, y0, x0, row, col), **self.kwargs))
 
     def _pad(self, tile: np.ndarray, row: int, col: int) -> np.ndarray:
         """The tile in its full-size window, the rest filled with the background colour."""

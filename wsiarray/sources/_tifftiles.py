@@ -181,8 +181,10 @@ class LevelTiles:
         try:
             data = self._tile_bytes(offset, count)
             if self._jpeg is not None:
-                decoded = self._decode_jpeg(data, plane)
-                return decoded.reshape(*self.tile, self.samples)
+                try:
+                    return self._decode_jpeg(data, plane).reshape(*self.tile, self.samples)
+                except ValueError:  # e.g. an edge tile stored at its cropped size: tifffile pads
+                    pass
             decoded = self._keyframe.decode(
                 data,
                 index,
