@@ -279,22 +279,27 @@ def test_existing_destination(tmp_path: Path) -> None:
     assert (other / "keep.txt").read_text() == "mine"
 
 
-def test_interrupted_export_is_not_a_valid_image(
+def test_failed_export_leaves_nothing_and_keeps_the_store_it_was_to_replace(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import dask.array as da
+
+    slide = wa.open(real_slide("ome-tiff/test_pyramid.ome.tif"))
+    store = tmp_path / "kept.zarr"
+    slide.to_zarr(store)
+    before = sorted(p.relative_to(store) for p in store.rglob("*"))
 
     def crash(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(da, "store", crash)
-    slide = wa.open(real_slide("ome-tiff/test_pyramid.ome.tif"))
-    store = tmp_path / "half.zarr"
     with pytest.raises(KeyboardInterrupt):
-        slide.to_zarr(store)
-    assert "ome" not in _attributes(store)
-    with pytest.raises(wa.UnsupportedFormatError, match="without OME-NGFF multiscales"):
-        wa.open(store)
+        slide.to_zarr(tmp_path / "new.zarr")
+    with pytest.raises(KeyboardInterrupt):
+        slide.to_zarr(store, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.zarr"]  # no partial stores
+    assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+    assert wa.open(store).level_count == 3
     monkeypatch.undo()
     slide.to_zarr(store, overwrite=True)  # a zarr store: replaceable
     assert wa.open(store).level_count == 3

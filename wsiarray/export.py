@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -89,9 +90,10 @@ def write_ome_zarr(
 
     Every level is streamed through dask in chunks of ``chunks`` x ``chunks`` pixels, in
     parallel with dask's default (threaded) scheduler, so memory stays bounded and a
-    :class:`dask.diagnostics.ProgressBar` around the call shows progress. The root
-    metadata that makes the store an OME image is written last: an interrupted export
-    leaves a store that no OME-Zarr reader (nor :func:`wsiarray.open`) takes for complete.
+    :class:`dask.diagnostics.ProgressBar` around the call shows progress. The store is
+    written beside ``path`` (a hidden ``.NAME.partial-*`` folder) and moved into place when
+    complete: a failed or interrupted export leaves nothing behind, and with
+    ``overwrite=True`` the old store is removed only once the new one is written.
 
     Parameters
     ----------
@@ -135,17 +137,43 @@ def write_ome_zarr(
         ``path`` exists and is not empty (without ``overwrite=True``), or with
         ``overwrite=True`` it is something other than a zarr store, or it holds the slide.
     """
-    import dask.array as da
-    import zarr
-
     dtype = np.dtype(slide.metadata.dtype)
     n_channels = len(slide.metadata.channels)
     _check_options(pyramid, chunks, compressor, dtype, n_channels)
     chunks = int(chunks)
     target = Path(path).expanduser().absolute()
-    _prepare_destination(target, Path(slide.path), overwrite=overwrite)
+    replace = _check_destination(target, Path(slide.path), overwrite=overwrite)
     images = _pyramid(slide, pyramid, chunks)
+    # written beside the target and moved into place only when complete: a failed export
+    # leaves no half store behind and never costs the store it was to replace
+    staging = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _write(staging, slide, images, pyramid, chunks, compressor, associated=associated)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if replace:
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    return target
 
+
+def _write(
+    target: Path,
+    slide: Slide,
+    images: list[tuple[xr.DataArray, float, float]],
+    pyramid: str,
+    chunks: int,
+    compressor: str,
+    *,
+    associated: bool,
+) -> None:
+    """Write the store at ``target``: level arrays, associated images, then the root metadata."""
+    import dask.array as da
+    import zarr
+
+    dtype = np.dtype(slide.metadata.dtype)
     root = zarr.create_group(zarr.storage.LocalStore(target), zarr_format=3)
     sources: list[da.Array] = []
     targets: list[zarr.Array] = []
@@ -183,7 +211,6 @@ def write_ome_zarr(
             "wsiarray": _wsiarray_attrs(slide, pyramid, datasets, written),
         }
     )
-    return target
 
 
 def _check_options(
@@ -212,17 +239,17 @@ def _check_options(
             raise OptionError(msg)
 
 
-def _prepare_destination(target: Path, slide_path: Path, *, overwrite: bool) -> None:
-    """Make sure ``target`` is free to write, deleting an old zarr store if allowed."""
+def _check_destination(target: Path, slide_path: Path, *, overwrite: bool) -> bool:
+    """Check that ``target`` may be written; return whether an old zarr store is replaced."""
     slide_path = slide_path.resolve()
     resolved = target.resolve()
-    if slide_path == resolved or resolved in slide_path.parents:
-        msg = f"{target} holds the slide being exported ({slide_path}); write somewhere else"
+    if slide_path == resolved or resolved in slide_path.parents or slide_path in resolved.parents:
+        msg = f"{target} holds or is inside the slide being exported ({slide_path}); write somewhere else"
         raise DestinationExistsError(msg)
     if not (target.exists() or target.is_symlink()):
-        return
+        return False
     if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
-        return
+        return False  # an empty folder: the export is moved onto it
     if not overwrite:
         msg = f"{target} already exists and is not empty; pass overwrite=True (or --overwrite) to replace it"
         raise DestinationExistsError(msg)
@@ -234,7 +261,7 @@ def _prepare_destination(target: Path, slide_path: Path, *, overwrite: bool) -> 
             "Choose another path or remove it yourself."
         )
         raise DestinationExistsError(msg)
-    shutil.rmtree(target)
+    return True
 
 
 def _pyramid(slide: Slide, pyramid: str, chunks: int) -> list[tuple[xr.DataArray, float, float]]:

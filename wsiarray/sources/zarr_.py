@@ -94,7 +94,7 @@ class OmeZarrSource(SlideSource):
         if not multiscales:
             msg = (
                 f"{path} is a zarr group without OME-NGFF multiscales metadata: not an image "
-                "(an unfinished export, or a container such as a plate or a bioformats2raw "
+                "(a container such as a plate or a bioformats2raw "
                 "layout; open the image group inside it)"
             )
             raise UnsupportedFormatError(msg)
