@@ -228,3 +228,18 @@ def test_every_command_on_every_real_slide(tmp_path: Path, relative: str) -> Non
     assert copy.metadata.channels == slide.metadata.channels
     last = slide.level_count - 1
     np.testing.assert_array_equal(copy.image(last).values, slide.image(last).values)
+
+
+def test_conflicting_options_upsample_and_sizes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(real_slide(CMU))
+    box = ["--left", "0", "--top", "0", "--width", "10", "--height", "10"]
+    out = str(tmp_path / "r.npy")
+    assert main(["region", path, *box, "--level", "0", "--magnification", "10", "-o", out]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "wsiarray: error: give at most one of level=, magnification=, mm= and downsample="
+    )
+    assert main(["-q", "region", path, *box, "--magnification", "40", "--upsample", "-o", out]) == 0
+    assert np.load(out).shape == (20, 20, 3)
+    assert main(["thumbnail", path, "-o", str(tmp_path / "t.png"), "--size", "0"]) == 2

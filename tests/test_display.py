@@ -64,3 +64,24 @@ def test_corrupt_tile_gives_a_message_not_an_exception(tmp_path: Path) -> None:
     assert "preview unavailable:" in html
     assert "row 0, column 0 of level 3 cannot be decoded" in html
     assert "<td>3968</td><td>4864</td>" in html  # the rest of the display is still there
+
+
+def test_preview_never_decodes_a_large_level(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # levels 4200² and 100²: a 256-px thumbnail would need the 17.6 MP level 0
+    import numpy as np
+    import tifffile
+
+    path = tmp_path / "gap.ome.tif"
+    base = np.zeros((4200, 4200), np.uint8)
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(base, tile=(256, 256), subifds=1)
+        tif.write(base[::42, ::42], tile=(16, 16), subfiletype=1)
+    slide = wsiarray.open(path)
+    assert slide.level_dimensions == ((4200, 4200), (100, 100))
+    reads: list[int] = []
+    monkeypatch.setattr(slide, "image", lambda level=0: reads.append(level))
+    html = slide._repr_html_()
+    assert "no level small enough for a quick preview" in html
+    assert reads == []

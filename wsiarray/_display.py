@@ -91,7 +91,7 @@ def text_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 def _preview(slide: Slide) -> np.ndarray | None:
     """A small picture: the smallest level if cheap to decode, else the vendor thumbnail."""
-    height, width = slide.level_dimensions[-1]
+    height, width = slide.level_dimensions[slide.thumbnail_level(PREVIEW_SIZE)]
     if height * width <= PREVIEW_MAX_PIXELS:
         return slide.thumbnail(PREVIEW_SIZE)
     names = {a.name for a in slide.metadata.associated}
@@ -129,8 +129,9 @@ def slide_html(slide: Slide) -> str:
             if pixels is not None
             else "<em>no level small enough for a quick preview</em>"
         )
-    except WsiArrayError as exc:
-        picture = f"<em>preview unavailable: {esc(str(exc))}</em>"
+    except Exception as exc:  # noqa: BLE001 - a display must not raise: say what went wrong
+        reason = str(exc) if isinstance(exc, WsiArrayError) else f"{type(exc).__name__}: {exc}"
+        picture = f"<em>preview unavailable: {esc(reason)}</em>"
     summary = "".join(
         f'<tr><th style="text-align:left">{esc(k)}</th><td style="text-align:left">{esc(v)}</td></tr>'
         for k, v in summary_rows(slide)

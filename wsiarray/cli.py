@@ -176,7 +176,13 @@ def info(slide: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("slide")
 @click.option("-o", "--output", required=True, help="Image file to write (.png, .jpg, .tif, .npy).")
-@click.option("--size", default=512, show_default=True, help="Longer side in pixels.")
+@click.option(
+    "--size",
+    default=512,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Longer side in pixels.",
+)
 @click.pass_context
 def thumbnail(ctx: click.Context, slide: str, output: str, size: int) -> None:
     """Write a thumbnail of SLIDE whose longer side is at most --size pixels."""
@@ -210,6 +216,7 @@ def thumbnail(ctx: click.Context, slide: str, output: str, size: int) -> None:
 @click.option(
     "--pad", is_flag=True, help="Fill parts outside the slide with the background colour."
 )
+@click.option("--upsample", is_flag=True, help="Allow a resolution finer than the slide's.")
 @click.option("-o", "--output", required=True, help="Image file to write (.png, .jpg, .tif, .npy).")
 @click.pass_context
 def region(
@@ -224,6 +231,7 @@ def region(
     mm: float | None,
     level: int | None,
     pad: bool,
+    upsample: bool,
     output: str,
 ) -> None:
     """Cut a rectangle out of SLIDE at any resolution and write it to an image file."""
@@ -239,6 +247,7 @@ def region(
         magnification=magnification,
         mm=mm,
         pad=pad,
+        upsample=upsample,
     )
     pixels = image.shape[0] * image.shape[1]
     if pixels > MAX_REGION_PIXELS:

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from wsiarray.errors import MissingResolutionError, RegionError, UnitError
+from wsiarray.errors import MissingResolutionError, OptionError, RegionError, UnitError
 
 __all__ = [
     "UNITS",
@@ -113,7 +113,7 @@ def target_downsample(
     given = [v is not None for v in (level_downsample, magnification, mm, downsample)]
     if sum(given) > 1:
         msg = "give at most one of level=, magnification=, mm= and downsample="
-        raise ValueError(msg)
+        raise OptionError(msg)
     if downsample is not None:
         _check_scale(downsample, "downsample", 1.0, "")
         return float(downsample)
@@ -131,7 +131,7 @@ def target_downsample(
 def _check_scale(value: float, name: str, known: float | None, alternatives: str) -> None:
     if value <= 0:
         msg = f"{name} must be positive, got {value!r}"
-        raise ValueError(msg)
+        raise OptionError(msg)
     if known is None:
         what = "magnification" if name == "magnification" else "pixel size"
         msg = f"the slide's {what} is unknown, so {name}= cannot be used; use {alternatives}"

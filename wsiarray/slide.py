@@ -411,7 +411,7 @@ class Slide:
         if downsample < 1 - 1e-9 and not upsample:
             msg = (
                 f"that resolution is {1 / downsample:.3g} times finer than the slide's full "
-                "resolution; pass upsample=True to replicate pixels"
+                "resolution; pass upsample=True (--upsample) to replicate pixels"
             )
             raise ScaleError(msg)
         return downsample
@@ -450,6 +450,23 @@ class Slide:
             return {}
         return {name: node["image"] for name, node in self.tree["associated"].children.items()}
 
+    def thumbnail_level(self, max_size: int = 512) -> int:
+        """The file level :meth:`thumbnail` reads: the smallest with a side of ``max_size``.
+
+        Returns
+        -------
+        int
+            The coarsest level whose longer side is at least ``max_size`` pixels (0 if none).
+        """
+        return next(
+            (
+                i
+                for i in reversed(range(self.level_count))
+                if max(self.level_dimensions[i]) >= max_size
+            ),
+            0,
+        )
+
     def thumbnail(self, max_size: int = 512) -> np.ndarray:
         """Return an RGB(A) thumbnail whose longer side is at most ``max_size`` pixels.
 
@@ -458,14 +475,7 @@ class Slide:
         """
         from PIL import Image
 
-        level = next(
-            (
-                i
-                for i in reversed(range(self.level_count))
-                if max(self.level_dimensions[i]) >= max_size
-            ),
-            0,
-        )
+        level = self.thumbnail_level(max_size)
         pixels = np.asarray(self.image(level).values)
         height, width = pixels.shape[:2]
         scale = min(1.0, max_size / max(height, width))
