@@ -241,6 +241,9 @@ def test_jpeg_refuses_what_it_cannot_hold(tmp_path: Path) -> None:
         wa.open(path).to_zarr(tmp_path / "x.zarr", compressor="jpeg")
     assert isinstance(info.value, ValueError)
     assert not (tmp_path / "x.zarr").exists()
+    fluorescence = wa.open(real_slide("qptiff/small_vectra.qptiff"))
+    with pytest.raises(wa.OptionError, match="would mix the channels DAPI, FITC, Cy3"):
+        fluorescence.to_zarr(tmp_path / "f.zarr", compressor="jpeg")
 
 
 @pytest.mark.parametrize(

@@ -138,8 +138,7 @@ def write_ome_zarr(
         ``overwrite=True`` it is something other than a zarr store, or it holds the slide.
     """
     dtype = np.dtype(slide.metadata.dtype)
-    n_channels = len(slide.metadata.channels)
-    _check_options(pyramid, chunks, compressor, dtype, n_channels)
+    _check_options(pyramid, chunks, compressor, dtype, slide.metadata.channels)
     chunks = int(chunks)
     target = Path(path).expanduser().absolute()
     replace = _check_destination(target, Path(slide.path), overwrite=overwrite)
@@ -214,8 +213,9 @@ def _write(
 
 
 def _check_options(
-    pyramid: str, chunks: int, compressor: str, dtype: np.dtype, n_channels: int
+    pyramid: str, chunks: int, compressor: str, dtype: np.dtype, channels: tuple[str, ...]
 ) -> None:
+    n_channels = len(channels)
     if pyramid not in PYRAMIDS:
         msg = f"unknown pyramid={pyramid!r}; choose one of {', '.join(map(repr, PYRAMIDS))}"
         raise OptionError(msg)
@@ -232,6 +232,12 @@ def _check_options(
             msg = (
                 f"compressor='jpeg' stores 8-bit images of 1 or 3 channels; this slide is "
                 f"{dtype} with {n_channels} channel(s). Use compressor='zstd' (lossless)."
+            )
+            raise OptionError(msg)
+        if n_channels == 3 and tuple(channels) != ("R", "G", "B"):
+            msg = (
+                f"compressor='jpeg' stores 3 channels as colour (YCbCr), which would mix the "
+                f"channels {', '.join(channels)}; use compressor='zstd' (lossless)"
             )
             raise OptionError(msg)
         if chunks > JPEG_MAX_SIDE:
