@@ -289,13 +289,16 @@ def compat_tile_iterator(path: str, library: str, source: str = "default") -> tu
 def compat_get_region(
     path: str, library: str, scale: float, source: str = "default"
 ) -> tuple[float, str]:
-    """getRegion of a 10000² base-pixel square, at full resolution or a fraction of it."""
+    """getRegion of a 10000² base-pixel square (smaller on a smaller slide), at full
+    resolution or a fraction of it."""
     ts = _tile_source(library, path, source)
+    meta = ts.getMetadata()
+    side = min(10000, meta["sizeX"] // 2, meta["sizeY"] // 2)
     native = ts.getNativeMagnification()["magnification"]
     image, _ = ts.getRegion(
-        region={"left": 5000, "top": 5000, "width": 10000, "height": 10000},
+        region={"left": side // 2, "top": side // 2, "width": side, "height": side},
         scale={"magnification": native * scale},
         format="numpy",
     )
-    assert image.shape[0] == round(10000 * scale)
-    return 100.0, "MP"
+    assert image.shape[0] == round(side * scale)
+    return side * side / 1e6, "MP"
