@@ -98,6 +98,12 @@ class Slide:
         return self.metadata.magnification
 
     @property
+    def background_pixel(self) -> tuple[int, ...]:
+        """The background colour as one value per channel (0 for channels it does not name)."""
+        bands = len(self.metadata.channels)
+        return tuple((list(self.metadata.background) + [0] * bands)[:bands])
+
+    @property
     def properties(self) -> Mapping[str, str]:
         """All vendor properties, as strings."""
         return self.metadata.properties
@@ -361,9 +367,7 @@ class Slide:
         ds_x: float,
     ) -> xr.DataArray:
         """Pad with the background colour out to ``window``, extending the coordinates."""
-        background = (list(self.metadata.background) + [0] * len(self.metadata.channels))[
-            : len(self.metadata.channels)
-        ]
+        background = self.background_pixel
         if image.size == 0:  # wholly outside the slide: only background
             fill = np.broadcast_to(
                 np.asarray(background, image.dtype), (*window.shape, len(background))

@@ -255,10 +255,7 @@ class TileGrid:
         windows = windows.transpose(0, 1, 3, 4, 2)
         rows, cols = np.arange(self.shape[0]), np.arange(self.shape[1])
         if ragged == "drop":
-            rows = np.array([i for i, (a, b) in enumerate(self.rows) if b - a == self.size[0]], int)
-            cols = np.array(
-                [i for i, (a, b) in enumerate(self.columns) if b - a == self.size[1]], int
-            )
+            rows, cols = self._full_tiles()
             windows = windows[rows][:, cols]
         coords = self._tile_centres(rows, cols)
         coords["c"] = self.image.c.values
@@ -316,8 +313,6 @@ class TileGrid:
         )
         keep = self.keep[np.ix_(rows, cols)]
         crops = self._crops()
-        bands = self.image.shape[2]
-        background = (list(self.slide.metadata.background) + [0] * bands)[:bands]
         mapper = _TileMap(
             image=self._direct,
             rows=tuple(self.rows[i] for i in rows),
@@ -329,7 +324,7 @@ class TileGrid:
                 else None
             ),
             size=self.size,
-            background=tuple(background),
+            background=self.slide.background_pixel,
             copy=any(self.overlap),
             function=function,
             kwargs=kwargs,
@@ -397,10 +392,9 @@ class TileGrid:
         left, right = max(x0, start_x), min(x1, end_x)
         data = self.image.data[top:bottom, left:right]
         pad = ((top - start_y, end_y - bottom), (left - start_x, end_x - right))
-        background = list(self.slide.metadata.background) + [0] * data.shape[2]
         bands = [
-            da.pad(data[..., [i]], (*pad, (0, 0)), constant_values=background[i])
-            for i in range(data.shape[2])
+            da.pad(data[..., [i]], (*pad, (0, 0)), constant_values=value)
+            for i, value in enumerate(self.slide.background_pixel)
         ]
         return da.concatenate(bands, axis=2), (start_y, start_x)
 
@@ -466,7 +460,7 @@ class _TileMap:
         bottom = self.rows[rows.start + kept[:, 0].max()][1]
         left = self.cols[cols.start + kept[:, 1].min()][0]
         right = self.cols[cols.start + kept[:, 1].max()][1]
-        pixels = np.asarray(self.image.isel(y=slice(top, bottom), x=slice(left, right)).values)
+        pixels = self._read(top, bottom, left, right)
         for i, j in kept:
             tile = self._tile(pixels, top, left, rows.start + i, cols.start + j)
             out[i, j] = self.function(tile, **self.kwargs)
@@ -485,19 +479,26 @@ class _TileMap:
         which sets the result's dtype and feature length."""
         kept = np.argwhere(self.keep)
         if kept.size == 0:
-            tile = np.empty((*self.size, len(self.background)), self.image.dtype)
-            tile[...] = np.asarray(self.background, tile.dtype)
-            return np.asarray(self.function(tile, **self.kwargs))
+            return np.asarray(self.function(self._background_tile(), **self.kwargs))
         row, col = (int(v) for v in kept[0])
         (y0, y1), (x0, x1) = self.rows[row], self.cols[col]
-        pixels = np.asarray(self.image.isel(y=slice(y0, y1), x=slice(x0, x1)).values)
-        return np.asarray(self.function(self._tile(pixels, y0, x0, row, col), **self.kwargs))
+        tile = self._tile(self._read(y0, y1, x0, x1), y0, x0, row, col)
+        return np.asarray(self.function(tile, **self.kwargs))
+
+    def _read(self, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+        """Pixels ``[top:bottom, left:right]`` at the grid's resolution, read directly."""
+        return np.asarray(self.image.isel(y=slice(top, bottom), x=slice(left, right)).values)
+
+    def _background_tile(self) -> np.ndarray:
+        """A full-size tile of the background colour."""
+        tile = np.empty((*self.size, len(self.background)), self.image.dtype)
+        tile[...] = np.asarray(self.background, tile.dtype)
+        return tile
 
     def _pad(self, tile: np.ndarray, row: int, col: int) -> np.ndarray:
         """The tile in its full-size window, the rest filled with the background colour."""
         (ra, rb), (ca, cb) = self.placement[0][row], self.placement[1][col]  # type: ignore[index]
-        window = np.empty((*self.size, tile.shape[2]), tile.dtype)
-        window[...] = np.asarray(self.background, tile.dtype)
+        window = self._background_tile()
         window[ra:rb, ca:cb] = tile
         return window
 
