@@ -37,7 +37,7 @@ def test_open_dataset_one_level() -> None:
 def test_chunks_follow_the_preferred_whole_tile_chunking() -> None:
     path = real_slide(NDPI)
     dataset = xr.open_dataset(path, engine="wsiarray", chunks={})
-    assert dataset.image.chunks[0] == (4096, 768)
+    assert dataset.image.chunks[0] == (3072, 1792)
     merged = xr.open_dataset(path, engine="wsiarray", chunks={"y": 8192})
     assert merged.image.chunks[0] == (4864,)
 

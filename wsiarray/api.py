@@ -36,7 +36,7 @@ def open(
         Which reader to use. ``"auto"`` (default) picks by the file's content: tifffile for
         TIFF-family files, OpenSlide for what it recognises, Pillow for plain images.
     chunks : int or (int, int), optional
-        Dask chunk side in pixels (rounded to whole native tiles); default 4096.
+        Dask chunk side in pixels (rounded to whole native tiles); default 3072.
     reader_options : mapping, optional
         Passed to the reader, e.g. ``{"series": 1}`` for tifffile or ``{"max_pixels": N}``
         for Pillow.

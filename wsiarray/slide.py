@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 import numpy as np
 
 from wsiarray import geometry
-from wsiarray._typing import DEFAULT_CHUNK, ChunksLike
+from wsiarray._typing import ChunksLike
 from wsiarray.errors import LevelError, RegionError, ScaleError
 from wsiarray.sources import SlideMetadata, SourceSpec, cached_source
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["DIRECT_PIXELS", "Slide"]
 
 #: Regions with at most this many output pixels are read directly, not through dask.
-DIRECT_PIXELS = DEFAULT_CHUNK * DEFAULT_CHUNK
+DIRECT_PIXELS = 4096 * 4096
 
 
 class Slide:
