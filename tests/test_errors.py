@@ -98,13 +98,15 @@ def _corrupt_tile(tmp_path: Path, tile: int, how: str) -> Path:
         data[offset : offset + count] = (
             np.random.default_rng(0).integers(0, 256, count, np.uint8).tobytes()
         )
-    else:  # the second half zeroed, as a partly written file looks
+    elif how == "zeroed_tail":  # the second half zeroed, as a partly written file looks
         data[offset + count // 2 : offset + count] = bytes(count - count // 2)
+    else:  # zeroed inside, the end-of-image marker intact: libjpeg only warns
+        data[offset + count // 2 : offset + count - 2] = bytes(count - count // 2 - 2)
     target.write_bytes(bytes(data))
     return target
 
 
-@pytest.mark.parametrize("how", ["garbage", "zeroed_tail"])
+@pytest.mark.parametrize("how", ["garbage", "zeroed_tail", "zeroed_inside"])
 def test_corrupt_tile_fails_on_read_naming_the_tile(tmp_path: Path, how: str) -> None:
     path = _corrupt_tile(tmp_path, tile=5, how=how)  # row 0, column 5 of a 10-column grid
     slide = wa.open(path, chunks=240)  # opening reads headers only: no error yet
