@@ -38,15 +38,9 @@ def _fast_sum(pixels: np.ndarray) -> np.ndarray:
     return rows.sum(axis=0, dtype=np.uint32).reshape(width, bands).sum(axis=0, dtype=np.uint64)
 
 
-def raw_limit(path: str, threads: int, level: int = 0, decoder: str = "imagecodecs"):
-    """Decode of every tile's raw bytes, plus the per-band sum: the ceiling.
-
-    ``decoder="imagecodecs"`` is the limit the issue defines (``jpeg8_decode``, RGB);
-    ``"simplejpeg"`` decodes to RGBX, as wsiarray does for 3-sample JPEG tiles, and sums the
-    RGBX pixels (the X band is dropped from the result).
-    """
+def raw_limit(path: str, threads: int, level: int = 0) -> tuple[float, str]:
+    """imagecodecs decode of every tile's raw bytes, plus the per-band sum: the ceiling."""
     import imagecodecs
-    import simplejpeg
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
@@ -58,24 +52,22 @@ def raw_limit(path: str, threads: int, level: int = 0, decoder: str = "imagecode
                 fh.seek(offset)
                 chunks.append(fh.read(count))
         pixels = page.imagewidth * page.imagelength
-    tile = (page.tilelength, page.tilewidth)
+
     buffers = threading.local()  # decoding into a reused buffer is the fastest way (~13 %)
 
-    def decode_rgb(data: bytes) -> np.ndarray:
+    def decode(data: bytes) -> np.ndarray:
         if not hasattr(buffers, "tile"):
-            buffers.tile = np.empty((*tile, 3), np.uint8)
+            buffers.tile = np.empty((page.tilelength, page.tilewidth, 3), np.uint8)
         return _fast_sum(imagecodecs.jpeg8_decode(data, tables=tables, out=buffers.tile))
 
-    def decode_rgbx(data: bytes) -> np.ndarray:
-        if not hasattr(buffers, "tile"):
-            buffers.tile = np.empty((*tile, 4), np.uint8)
-        stream = tables[:-2] + data[2:]  # the shared tables spliced in: a complete JPEG
-        decoded = simplejpeg.decode_jpeg(stream, colorspace="RGBX", buffer=buffers.tile)
-        return _fast_sum(decoded)[:3]
+    def decode_all(part: list[bytes]) -> np.ndarray:
+        return sum(decode(data) for data in part)
 
+    # one task per thread over its share of the tiles: no per-tile hand-off between threads
+    # (a pool fed tile by tile took 5.2 instead of 4.3 s on one thread, 3.1 instead of 2.3 s on 2)
+    parts = [chunks[i::threads] for i in range(threads)]
     with ThreadPoolExecutor(threads) as pool:
-        decode = decode_rgbx if decoder == "simplejpeg" else decode_rgb
-        total = sum(pool.map(decode, chunks))
+        total = sum(pool.map(decode_all, parts))
     assert np.all(np.asarray(total) > 0)
     return pixels / 1e6, "MP"
 

@@ -17,14 +17,6 @@ from benchmarks import cases
 CASES = {
     "raw limit, 1 thread": (cases.raw_limit, {"threads": 1}),
     "raw limit, 2 threads": (cases.raw_limit, {"threads": 2}),
-    "raw limit simplejpeg RGBX, 1 thread": (
-        cases.raw_limit,
-        {"threads": 1, "decoder": "simplejpeg"},
-    ),
-    "raw limit simplejpeg RGBX, 2 threads": (
-        cases.raw_limit,
-        {"threads": 2, "decoder": "simplejpeg"},
-    ),
     "openslide, 1 thread": (cases.openslide_mean, {"threads": 1}),
     "openslide, 2 threads": (cases.openslide_mean, {"threads": 2}),
     "tiffslide, 1 thread": (cases.tiffslide_mean, {"threads": 1}),
@@ -89,7 +81,7 @@ CASES = {
 
 #: substring of a case name → libraries imported before its clock starts
 LIBRARIES = {
-    "raw": ["tifffile", "imagecodecs", "simplejpeg"],
+    "raw": ["tifffile", "imagecodecs"],
     "openslide": ["openslide"],
     "tiffslide": ["tiffslide"],
     "large_image": ["large_image"],
