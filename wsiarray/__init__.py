@@ -6,8 +6,6 @@
 True
 """
 
-from importlib.metadata import version as _version
-
 from wsiarray import datasets
 from wsiarray.api import open, open_datatree
 from wsiarray.errors import (
@@ -29,7 +27,8 @@ from wsiarray.errors import (
 from wsiarray.slide import Slide
 from wsiarray.tissue import tissue_mask
 
-__version__ = _version("wsiarray")
+#: The package version (the single source: pyproject reads it from here).
+__version__ = "0.1.0"
 
 __all__ = [
     "CorruptTileError",

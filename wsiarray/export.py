@@ -467,11 +467,11 @@ def _wsiarray_attrs(
     slide: Slide, pyramid: str, datasets: list[tuple[str, float, float]], associated: list[str]
 ) -> dict[str, Any]:
     """Slide metadata that OME-NGFF has no place for, restored when the store is reopened."""
-    from importlib.metadata import version
+    import wsiarray
 
     meta = slide.metadata
     return {
-        "version": version("wsiarray"),
+        "version": wsiarray.__version__,
         "source": slide.path,
         "format": meta.format,
         "reader": meta.reader,

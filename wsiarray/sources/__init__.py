@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -80,14 +79,29 @@ class SourceSpec:
 
 def available_readers() -> dict[str, str]:
     """Return ``{reader name: "module:Class"}`` for built-in and entry-point readers, in try order."""
-    readers = dict(BUILTIN_READERS)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        readers.setdefault(ep.name, ep.value)
-    return readers
+    return BUILTIN_READERS | _plugin_readers()
+
+
+def _plugin_readers() -> dict[str, str]:
+    """Third-party readers. Scanning entry points imports importlib.metadata and reads every
+    installed package's metadata (~50 ms), so it happens only when no built-in reader serves."""
+    from importlib.metadata import entry_points
+
+    return {
+        ep.name: ep.value
+        for ep in entry_points(group=ENTRY_POINT_GROUP)
+        if ep.name not in BUILTIN_READERS
+    }
+
+
+def _reader_names() -> Iterator[str]:
+    """Reader names in try order, scanning for third-party readers only once built-ins are tried."""
+    yield from BUILTIN_READERS
+    yield from _plugin_readers()
 
 
 def _reader_class(name: str) -> type[SlideSource]:
-    readers = available_readers()
+    readers = BUILTIN_READERS if name in BUILTIN_READERS else available_readers()
     if name not in readers:
         msg = f"no reader named {name!r}; available readers: {', '.join(readers)}"
         raise ReaderUnavailableError(msg)
@@ -161,7 +175,7 @@ def open_source(
     if reader != "auto":
         return _try_open(_reader_class(reader), file, options)
     answers = []
-    for name in available_readers():
+    for name in _reader_names():
         cls = _reader_class(name)
         if not cls.claims(file, header):
             answers.append(f"{name}: does not recognise the content")
