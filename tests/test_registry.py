@@ -48,5 +48,7 @@ def test_third_party_readers_come_after_built_ins_and_are_scanned_only_when_need
     assert fake.calls == 1
     text = tmp_path / "notes.svs"
     text.write_text("not a slide")
+    fake.calls = 0
     with pytest.raises(wa.UnsupportedFormatError, match="plugin-pil: does not recognise"):
         open_source(text)  # every reader tried: the built-ins, then the third-party one
+    assert fake.calls == 1  # scanned once, not once per third-party reader

@@ -61,3 +61,51 @@ def test_grayscale_jpeg_tiles_decode_with_imagecodecs(tmp_path: Path) -> None:
     assert tiles._planes[0].rgbx_header is None
     assert tiles._jpeg is not None
     _assert_reads_like_tifffile(tiles, series)
+
+
+def _copy_with_tile(tmp_path: Path, edit) -> tuple[Path, np.ndarray]:
+    """CMU-1 with tile 5 edited in place; and that tile's intact pixels."""
+    source = real_slide("aperio/CMU-1-Small-Region.svs")
+    with tifffile.TiffFile(source) as tif:
+        page = tif.pages.first
+        offset, count = page.dataoffsets[5], page.databytecounts[5]
+        intact = tif.series[0].asarray()[:240, 1200:1440]
+    data = bytearray(source.read_bytes())
+    tile = bytearray(data[offset : offset + count])
+    edit(tile)
+    data[offset : offset + count] = tile
+    target = tmp_path / "edited.svs"
+    target.write_bytes(bytes(data))
+    return target, intact
+
+
+def test_a_harmless_libjpeg_warning_is_not_taken_for_damage(tmp_path: Path) -> None:
+    # Se = 0 in a baseline scan header: libjpeg warns "Invalid SOS parameters for sequential
+    # JPEG" (some encoders write it) and decodes the right pixels, as tifffile does
+    def zero_spectral_end(tile: bytearray) -> None:
+        sos = tile.find(b"\xff\xda")
+        components = tile[sos + 4]
+        tile[sos + 5 + 2 * components + 1] = 0
+
+    path, intact = _copy_with_tile(tmp_path, zero_spectral_end)
+    tiles, _series = _tiles(path)
+    np.testing.assert_array_equal(tiles.read(0, 240, 1200, 1440), intact)
+
+
+def test_a_jfif_marker_among_the_tables_does_not_turn_rgb_components_into_ycbcr(
+    tmp_path: Path,
+) -> None:
+    # tifffile reads the tables as a stream of their own, so its JFIF marker does not make
+    # libjpeg treat Aperio's R, G, B components as YCbCr; the spliced stream must not either
+    path = tmp_path / "jfif-tables.svs"
+    path.write_bytes(real_slide("aperio/CMU-1-Small-Region.svs").read_bytes())
+    jfif = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    with tifffile.TiffFile(path, mode="r+") as tif:
+        tag = tif.pages.first.tags["JPEGTables"]
+        tag.overwrite(tag.value[:2] + jfif + tag.value[2:])
+    tiles, series = _tiles(path)
+    assert series.keyframe.jpegtables[2:4] == b"\xff\xe0"
+    assert ADOBE_RGB in tiles._planes[0].rgbx_header
+    _assert_reads_like_tifffile(tiles, series)
+    expected = tifffile.imread(real_slide("aperio/CMU-1-Small-Region.svs"))
+    np.testing.assert_array_equal(tiles.read(0, 480, 0, 480), expected[:480, :480])

@@ -94,23 +94,25 @@ def _plugin_readers() -> dict[str, str]:
     }
 
 
-def _reader_names() -> Iterator[str]:
-    """Reader names in try order, scanning for third-party readers only once built-ins are tried."""
-    yield from BUILTIN_READERS
-    yield from _plugin_readers()
+def _reader_targets() -> Iterator[tuple[str, str]]:
+    """``(name, "module:Class")`` in try order, scanning entry points only once built-ins are tried."""
+    yield from BUILTIN_READERS.items()
+    yield from _plugin_readers().items()
 
 
-def _reader_class(name: str) -> type[SlideSource]:
-    readers = BUILTIN_READERS if name in BUILTIN_READERS else available_readers()
-    if name not in readers:
-        msg = f"no reader named {name!r}; available readers: {', '.join(readers)}"
-        raise ReaderUnavailableError(msg)
-    module_name, _, attr = readers[name].partition(":")
+def _reader_class(name: str, target: str | None = None) -> type[SlideSource]:
+    if target is None:
+        readers = BUILTIN_READERS if name in BUILTIN_READERS else available_readers()
+        if name not in readers:
+            msg = f"no reader named {name!r}; available readers: {', '.join(readers)}"
+            raise ReaderUnavailableError(msg)
+        target = readers[name]
+    module_name, _, attr = target.partition(":")
     try:
         module = __import__(module_name, fromlist=[attr])
         return getattr(module, attr)  # type: ignore[no-any-return]
     except (ImportError, AttributeError) as exc:
-        msg = f"the {name!r} reader ({readers[name]}) cannot be loaded: {exc}"
+        msg = f"the {name!r} reader ({target}) cannot be loaded: {exc}"
         raise ReaderUnavailableError(msg) from exc
 
 
@@ -175,8 +177,8 @@ def open_source(
     if reader != "auto":
         return _try_open(_reader_class(reader), file, options)
     answers = []
-    for name in _reader_names():
-        cls = _reader_class(name)
+    for name, target in _reader_targets():
+        cls = _reader_class(name, target)
         if not cls.claims(file, header):
             answers.append(f"{name}: does not recognise the content")
             continue

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 import tifffile
 
 from wsiarray.errors import CorruptTileError
@@ -33,6 +34,18 @@ JCS_RGB = 2  # libjpeg's J_COLOR_SPACE value, as tifffile's jpeg_decode_colorspa
 SOI = b"\xff\xd8"
 #: APP14 "Adobe" segment, version 100, no flags, transform 0: the components are RGB
 ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
+#: Markers that tell libjpeg the colour space (JFIF APP0, Adobe APP14), and start of scan
+COLOUR_MARKERS = (b"\xff\xe0", b"\xff\xee")
+SOS = b"\xff\xda"
+EOI = b"\xff\xd9"
+#: libjpeg warnings that mean damaged entropy data (the pixels would be wrong); others, such
+#: as "Invalid SOS parameters for sequential JPEG" from some encoders, leave them right
+CORRUPTION_WARNINGS = (
+    "premature end",
+    "bad huffman code",
+    "bad arithmetic code",
+    "instead of rst",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,14 +182,16 @@ class LevelTiles:
 
         Only for 3-sample tiles that tifffile decodes to RGB, either letting libjpeg tell the
         JPEG colour space (YCbCr) or declaring the components RGB (Aperio): then an Adobe APP14
-        marker with transform 0 tells libjpeg the same. The tables are spliced in front.
+        marker with transform 0 tells libjpeg the same. The tables' segments are spliced in
+        without their APPn and COM segments: read as a separate stream (as tifffile does),
+        a JFIF marker among the tables does not decide the image's colour space.
         """
         if self._jpeg is None or self.samples != 3:
             return None
         colorspace, outcolorspace = self._jpeg  # type: ignore[misc]
         if outcolorspace != JCS_RGB or colorspace not in (None, JCS_RGB):
             return None
-        tables = jpegtables[2:-2] if jpegtables else b""  # without SOI and EOI
+        tables = b"".join(_table_segments(jpegtables)) if jpegtables else b""
         return SOI + (ADOBE_RGB if colorspace == JCS_RGB else b"") + tables
 
     def _decode_rgbx(self, data: bytes, header: bytes) -> list[np.ndarray] | None:
@@ -186,20 +201,25 @@ class LevelTiles:
         (122 vs 165 µs per 240-px YCbCr 4:2:0 tile), and each band of an RGBX buffer is the
         low byte of the little-endian uint32 starting at that band's byte: numpy casts those
         to uint8 planes ~3x faster than it copies every third byte (19 vs 50 µs per tile).
-        simplejpeg (libjpeg-turbo's TurboJPEG API) decodes strictly: corrupt entropy data
-        raises instead of decoding to grey. ``None`` if the tile is not a full-size JPEG.
+        simplejpeg (libjpeg-turbo's TurboJPEG API) reports libjpeg's warnings: those that mean
+        damaged entropy data raise (libjpeg would decode it to grey), the others are decoded
+        leniently. ``None`` if the tile is not a full-size JPEG that this path can decode.
         """
-        import simplejpeg
-
         if not hasattr(self._buffers, "rgbx"):
             pixels = self.tile[0] * self.tile[1]
             buffer = np.empty(4 * pixels + 4, np.uint8)  # + 4: the last band's last uint32
             bands = [buffer[c : c + 4 * pixels].view("<u4").reshape(self.tile) for c in range(3)]
             self._buffers.rgbx = buffer, bands
         buffer, bands = self._buffers.rgbx
-        if not data.startswith(SOI):
+        if not data.startswith(SOI) or (ADOBE_RGB in header and _has_colour_markers(data)):
             return None
-        decoded = simplejpeg.decode_jpeg(header + data[2:], colorspace="RGBX", buffer=buffer)
+        stream = header + data[2:]
+        try:
+            decoded = simplejpeg.decode_jpeg(stream, colorspace="RGBX", buffer=buffer)
+        except ValueError as exc:
+            if any(warning in str(exc).lower() for warning in CORRUPTION_WARNINGS):
+                raise
+            decoded = simplejpeg.decode_jpeg(stream, colorspace="RGBX", buffer=buffer, strict=False)
         return bands if decoded.shape[:2] == self.tile else None
 
     def _decode_jpeg(self, data: bytes, plane: _Plane) -> np.ndarray:
@@ -278,3 +298,26 @@ class LevelTiles:
     def close(self) -> None:
         """Close the file descriptor."""
         os.close(self._fd)
+
+
+def _segments(jpeg: bytes) -> list[bytes]:
+    """The marker segments of a JPEG stream between SOI and its first scan (or EOI)."""
+    segments, position = [], 2  # after SOI
+    while position + 4 <= len(jpeg) and jpeg[position] == 0xFF:
+        marker = jpeg[position : position + 2]
+        if marker in (SOS, EOI):
+            break
+        end = position + 2 + int.from_bytes(jpeg[position + 2 : position + 4], "big")
+        segments.append(jpeg[position:end])
+        position = end
+    return segments
+
+
+def _table_segments(jpegtables: bytes) -> list[bytes]:
+    """The JPEGTables' segments without application data (APP0-APP15) and comments."""
+    return [s for s in _segments(jpegtables) if not (0xE0 <= s[1] <= 0xEF or s[1] == 0xFE)]
+
+
+def _has_colour_markers(jpeg: bytes) -> bool:
+    """Whether a JPEG stream has a JFIF or Adobe segment before its first scan."""
+    return any(segment[:2] in COLOUR_MARKERS for segment in _segments(jpeg))
