@@ -9,6 +9,7 @@ import pytest
 import tifffile
 
 from tests.conftest import real_slide
+from wsiarray.errors import CorruptTileError
 from wsiarray.sources._tifftiles import ADOBE_RGB, SOI, LevelTiles
 from wsiarray.synthetic import write_aperio_svs
 
@@ -37,7 +38,7 @@ def _assert_reads_like_tifffile(tiles: LevelTiles, series: tifffile.TiffPageSeri
 )
 def test_real_rgb_jpeg_tiles_decode_as_rgbx(relative: str, components: str) -> None:
     tiles, series = _tiles(real_slide(relative))
-    header = tiles._planes[0].rgbx_header
+    header = tiles._planes[0].stream_header
     assert header is not None
     assert header.startswith(SOI)
     assert (ADOBE_RGB in header) == (components == "RGB")
@@ -48,19 +49,38 @@ def test_synthetic_ycbcr_420_tiles_decode_as_rgbx(tmp_path: Path) -> None:
     path = tmp_path / "odd.svs"
     write_aperio_svs(path, size=(1000, 1333), tile=240, downsamples=(1, 4), quality=80)
     tiles, series = _tiles(path)
-    assert tiles._planes[0].rgbx_header is not None
+    assert tiles._planes[0].stream_header is not None
     _assert_reads_like_tifffile(tiles, series)
 
 
-def test_grayscale_jpeg_tiles_decode_with_imagecodecs(tmp_path: Path) -> None:
-    path = tmp_path / "gray.tif"
-    rng = np.random.default_rng(3)
-    image = rng.integers(0, 255, (500, 700), dtype=np.uint8)
+def _grey_jpeg(path: Path) -> np.ndarray:
+    blocks = np.random.default_rng(3).integers(0, 255, (32, 44), dtype=np.uint8)
+    image = np.kron(blocks, np.ones((16, 16), np.uint8))[:500, :700]  # compresses like tissue
     tifffile.imwrite(path, image, tile=(256, 256), compression="jpeg")
+    return image
+
+
+def test_grey_jpeg_tiles_decode_strictly(tmp_path: Path) -> None:
+    path = tmp_path / "grey.tif"
+    _grey_jpeg(path)
     tiles, series = _tiles(path)
-    assert tiles._planes[0].rgbx_header is None
-    assert tiles._jpeg is not None
+    assert tiles._planes[0].stream_header is not None
     _assert_reads_like_tifffile(tiles, series)
+
+
+def test_a_grey_tile_zeroed_inside_is_refused(tmp_path: Path) -> None:
+    # libjpeg (and imagecodecs) decode it with only a warning, most of the tile wrong
+    path = tmp_path / "grey.tif"
+    _grey_jpeg(path)
+    with tifffile.TiffFile(path) as tif:
+        offset, count = tif.pages.first.dataoffsets[1], tif.pages.first.databytecounts[1]
+    data = bytearray(path.read_bytes())
+    data[offset + count // 2 : offset + count - 2] = bytes(count - count // 2 - 2)
+    path.write_bytes(bytes(data))
+    tiles, _series = _tiles(path)
+    assert tiles.read(0, 256, 0, 256).shape == (256, 256, 1)  # the tile before it reads
+    with pytest.raises(CorruptTileError, match="row 0, column 1 of level 0"):
+        tiles.read(0, 256, 256, 512)
 
 
 def _copy_with_tile(tmp_path: Path, edit) -> tuple[Path, np.ndarray]:
@@ -105,7 +125,7 @@ def test_a_jfif_marker_among_the_tables_does_not_turn_rgb_components_into_ycbcr(
         tag.overwrite(tag.value[:2] + jfif + tag.value[2:])
     tiles, series = _tiles(path)
     assert series.keyframe.jpegtables[2:4] == b"\xff\xe0"
-    assert ADOBE_RGB in tiles._planes[0].rgbx_header
+    assert ADOBE_RGB in tiles._planes[0].stream_header
     _assert_reads_like_tifffile(tiles, series)
     expected = tifffile.imread(real_slide("aperio/CMU-1-Small-Region.svs"))
     np.testing.assert_array_equal(tiles.read(0, 480, 0, 480), expected[:480, :480])

@@ -56,8 +56,8 @@ class _Plane:
     offsets: np.ndarray
     counts: np.ndarray
     jpegtables: bytes | None
-    #: start of a complete JPEG stream for the RGBX decode (see LevelTiles._rgbx_header)
-    rgbx_header: bytes | None
+    #: start of a complete JPEG stream for the strict decode (see LevelTiles._stream_header)
+    stream_header: bytes | None
 
 
 class LevelTiles:
@@ -111,7 +111,7 @@ class LevelTiles:
                     np.asarray(page.dataoffsets, dtype=np.int64),
                     np.asarray(page.databytecounts, dtype=np.int64),
                     tables,
-                    self._rgbx_header(tables),
+                    self._stream_header(tables),
                 )
             )
         self.bands = len(self._planes) * self.samples
@@ -177,49 +177,66 @@ class LevelTiles:
             keyframe.photometric, keyframe.planarconfig, keyframe.extrasamples, keyframe.is_jfif
         )
 
-    def _rgbx_header(self, jpegtables: bytes | None) -> bytes | None:
-        """Start of a complete JPEG stream for :meth:`_decode_rgbx`, or ``None`` if it cannot.
+    def _stream_header(self, jpegtables: bytes | None) -> bytes | None:
+        """Start of a complete JPEG stream for :meth:`_decode_strict`, or ``None`` if it cannot.
 
-        Only for 3-sample tiles that tifffile decodes to RGB, either letting libjpeg tell the
-        JPEG colour space (YCbCr) or declaring the components RGB (Aperio): then an Adobe APP14
-        marker with transform 0 tells libjpeg the same. The tables' segments are spliced in
-        without their APPn and COM segments: read as a separate stream (as tifffile does),
-        a JFIF marker among the tables does not decide the image's colour space.
+        For tiles that tifffile decodes to RGB (3 samples) or leaves grey (1 sample). RGB is
+        either YCbCr told by libjpeg itself, or components declared RGB (Aperio): then an
+        Adobe APP14 marker with transform 0 tells libjpeg the same. The tables' segments are
+        spliced in without their APPn and COM segments: read as a separate stream (as tifffile
+        does), a JFIF marker among the tables does not decide the image's colour space.
         """
-        if self._jpeg is None or self.samples != 3:
+        if self._jpeg is None:
             return None
         colorspace, outcolorspace = self._jpeg  # type: ignore[misc]
-        if outcolorspace != JCS_RGB or colorspace not in (None, JCS_RGB):
+        grey = self.samples == 1 and (colorspace, outcolorspace) == (None, None)
+        rgb = self.samples == 3 and outcolorspace == JCS_RGB and colorspace in (None, JCS_RGB)
+        if not (grey or rgb):
             return None
         tables = b"".join(_table_segments(jpegtables)) if jpegtables else b""
         return SOI + (ADOBE_RGB if colorspace == JCS_RGB else b"") + tables
 
-    def _decode_rgbx(self, data: bytes, header: bytes) -> list[np.ndarray] | None:
-        """Decode a 3-sample JPEG tile as RGBX; its bands, valid until the thread's next decode.
+    def _strict_buffers(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """This thread's decode buffer and its bands, each ``(tile height, tile width)``.
 
-        libjpeg-turbo's SIMD colour conversion writes 4-byte pixels faster than 3-byte ones
-        (122 vs 165 µs per 240-px YCbCr 4:2:0 tile), and each band of an RGBX buffer is the
-        low byte of the little-endian uint32 starting at that band's byte: numpy casts those
-        to uint8 planes ~3x faster than it copies every third byte (19 vs 50 µs per tile).
+        Each band of an RGBX buffer is the low byte of the little-endian uint32 starting at
+        that band's byte: numpy casts those to uint8 planes ~3x faster than it copies every
+        third byte of RGB (19 vs 50 µs per 240-px tile).
+        """
+        if not hasattr(self._buffers, "strict"):
+            pixels = self.tile[0] * self.tile[1]
+            if self.samples == 1:
+                buffer = np.empty(pixels, np.uint8)
+                bands = [buffer.reshape(self.tile)]
+            else:
+                buffer = np.empty(4 * pixels + 4, np.uint8)  # + 4: the last band's last uint32
+                bands = [
+                    buffer[c : c + 4 * pixels].view("<u4").reshape(self.tile) for c in range(3)
+                ]
+            self._buffers.strict = buffer, bands
+        return self._buffers.strict
+
+    def _decode_strict(self, data: bytes, header: bytes) -> list[np.ndarray] | None:
+        """Decode an RGB (as RGBX) or grey JPEG tile; its bands, valid until the next decode.
+
         simplejpeg (libjpeg-turbo's TurboJPEG API) reports libjpeg's warnings: those that mean
         damaged entropy data raise (libjpeg would decode it to grey), the others are decoded
-        leniently. ``None`` if the tile is not a full-size JPEG that this path can decode.
+        leniently, as tifffile does. libjpeg-turbo also converts YCbCr to 4-byte RGBX pixels
+        faster than to 3-byte RGB (122 vs 165 µs per 240-px 4:2:0 tile). ``None`` if the tile
+        is not a full-size JPEG that this path can decode.
         """
-        if not hasattr(self._buffers, "rgbx"):
-            pixels = self.tile[0] * self.tile[1]
-            buffer = np.empty(4 * pixels + 4, np.uint8)  # + 4: the last band's last uint32
-            bands = [buffer[c : c + 4 * pixels].view("<u4").reshape(self.tile) for c in range(3)]
-            self._buffers.rgbx = buffer, bands
-        buffer, bands = self._buffers.rgbx
+        buffer, bands = self._strict_buffers()
         if not data.startswith(SOI) or (ADOBE_RGB in header and _has_colour_markers(data)):
             return None
-        stream = header + data[2:]
+        stream, colorspace = header + data[2:], "GRAY" if self.samples == 1 else "RGBX"
         try:
-            decoded = simplejpeg.decode_jpeg(stream, colorspace="RGBX", buffer=buffer)
+            decoded = simplejpeg.decode_jpeg(stream, colorspace=colorspace, buffer=buffer)
         except ValueError as exc:
             if any(warning in str(exc).lower() for warning in CORRUPTION_WARNINGS):
                 raise
-            decoded = simplejpeg.decode_jpeg(stream, colorspace="RGBX", buffer=buffer, strict=False)
+            decoded = simplejpeg.decode_jpeg(
+                stream, colorspace=colorspace, buffer=buffer, strict=False
+            )
         return bands if decoded.shape[:2] == self.tile else None
 
     def _decode_jpeg(self, data: bytes, plane: _Plane) -> np.ndarray:
@@ -278,8 +295,8 @@ class LevelTiles:
         """
         if self._jpeg is None:
             return None
-        if plane.rgbx_header is not None:
-            return self._decode_rgbx(data, plane.rgbx_header)
+        if plane.stream_header is not None:
+            return self._decode_strict(data, plane.stream_header)
         try:
             return self._decode_jpeg(data, plane).reshape(*self.tile, self.samples)
         except ValueError:  # imagecodecs: the tile is not the size of the buffer
