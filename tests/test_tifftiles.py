@@ -10,7 +10,8 @@ import tifffile
 
 from tests.conftest import real_slide
 from wsiarray.errors import CorruptTileError
-from wsiarray.sources._tifftiles import ADOBE_RGB, SOI, LevelTiles
+from wsiarray.sources._jpeg import ADOBE_RGB, SOI
+from wsiarray.sources._tifftiles import LevelTiles
 from wsiarray.synthetic import write_aperio_svs
 
 
@@ -38,8 +39,8 @@ def _assert_reads_like_tifffile(tiles: LevelTiles, series: tifffile.TiffPageSeri
 )
 def test_real_rgb_jpeg_tiles_decode_as_rgbx(relative: str, components: str) -> None:
     tiles, series = _tiles(real_slide(relative))
-    header = tiles._planes[0].stream_header
-    assert header is not None
+    assert tiles._planes[0].jpeg is not None
+    header = tiles._planes[0].jpeg.header
     assert header.startswith(SOI)
     assert (ADOBE_RGB in header) == (components == "RGB")
     _assert_reads_like_tifffile(tiles, series)
@@ -49,7 +50,7 @@ def test_synthetic_ycbcr_420_tiles_decode_as_rgbx(tmp_path: Path) -> None:
     path = tmp_path / "odd.svs"
     write_aperio_svs(path, size=(1000, 1333), tile=240, downsamples=(1, 4), quality=80)
     tiles, series = _tiles(path)
-    assert tiles._planes[0].stream_header is not None
+    assert tiles._planes[0].jpeg is not None
     _assert_reads_like_tifffile(tiles, series)
 
 
@@ -64,7 +65,7 @@ def test_grey_jpeg_tiles_decode_strictly(tmp_path: Path) -> None:
     path = tmp_path / "grey.tif"
     _grey_jpeg(path)
     tiles, series = _tiles(path)
-    assert tiles._planes[0].stream_header is not None
+    assert tiles._planes[0].jpeg is not None
     _assert_reads_like_tifffile(tiles, series)
 
 
@@ -125,7 +126,7 @@ def test_a_jfif_marker_among_the_tables_does_not_turn_rgb_components_into_ycbcr(
         tag.overwrite(tag.value[:2] + jfif + tag.value[2:])
     tiles, series = _tiles(path)
     assert series.keyframe.jpegtables[2:4] == b"\xff\xe0"
-    assert ADOBE_RGB in tiles._planes[0].stream_header
+    assert ADOBE_RGB in tiles._planes[0].jpeg.header
     _assert_reads_like_tifffile(tiles, series)
     expected = tifffile.imread(real_slide("aperio/CMU-1-Small-Region.svs"))
     np.testing.assert_array_equal(tiles.read(0, 480, 0, 480), expected[:480, :480])

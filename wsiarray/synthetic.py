@@ -140,17 +140,13 @@ _TABLE_MARKERS = {0xDB, 0xC4}  # DQT, DHT
 
 def _split_jpeg(stream: bytes) -> tuple[bytes, bytes]:
     """Split a JPEG into (tables-only stream, abbreviated stream without DQT/DHT)."""
-    tables, image, i = [], [], 2
-    while i < len(stream):
-        marker = stream[i + 1]
-        if marker == 0xDA:  # start of scan: the rest is entropy-coded data and EOI
-            image.append(stream[i:])
-            break
-        end = i + 2 + int.from_bytes(stream[i + 2 : i + 4], "big")
-        (tables if marker in _TABLE_MARKERS else image).append(stream[i:end])
-        i = end
-    soi, eoi = b"\xff\xd8", b"\xff\xd9"
-    return soi + b"".join(tables) + eoi, soi + b"".join(image)
+    from wsiarray.sources._jpeg import EOI, SOI, segments
+
+    header = segments(stream)
+    scan = stream[2 + sum(map(len, header)) :]  # start of scan, entropy-coded data and EOI
+    tables = [s for s in header if s[1] in _TABLE_MARKERS]
+    image = [s for s in header if s[1] not in _TABLE_MARKERS]
+    return SOI + b"".join(tables) + EOI, SOI + b"".join(image) + scan
 
 
 class _JpegTiles:
