@@ -168,7 +168,7 @@ def tile_map_work(path: str):
     32), stain densities per tile; returns the lazy result and the 10x megapixels."""
     import wsiarray as wa
 
-    grid = wa.open(path).tiles(256, 32, magnification=10)
+    grid = wa.TileGrid(wa.open(path), 256, 32, magnification=10)
     height, width = grid.image.shape[:2]
     return grid.map(stain_density), height * width / 1e6
 
@@ -205,7 +205,7 @@ def wsiarray_patches(path: str) -> tuple[float, str, dict]:
     import wsiarray as wa
 
     slide = wa.open(path)
-    height, width = slide.dimensions
+    height, width = slide.shape
 
     def read(x: int, y: int) -> None:
         patch = slide.region(left=x, top=y, width=PATCH, height=PATCH, units="base_pixels").values

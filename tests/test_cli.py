@@ -182,7 +182,7 @@ def test_convert_round_trips_and_refuses_to_overwrite(
     assert main(["convert", str(source), str(output), "--chunks", "512"]) == 0
     assert "wrote " in capsys.readouterr().out
     copy, slide = wsiarray.open(output), wsiarray.open(source)
-    assert copy.level_dimensions == slide.level_dimensions
+    assert copy.level_shapes == slide.level_shapes
     assert copy.magnification == 40.0
     np.testing.assert_array_equal(copy.image(0).values, slide.image(0).values)
     assert main(["convert", str(source), str(output)]) == 1
@@ -193,7 +193,7 @@ def test_convert_round_trips_and_refuses_to_overwrite(
                  "power_of_two", "--compressor", "jpeg", "--no-associated"]) == 0  # fmt: skip
     assert capsys.readouterr().out == ""
     copy = wsiarray.open(output)
-    assert copy.level_dimensions[1] == (2432, 1984)
+    assert copy.level_shapes[1] == (2432, 1984)
     assert copy.metadata.associated == ()
 
 
@@ -224,7 +224,7 @@ def test_every_command_on_every_real_slide(tmp_path: Path, relative: str) -> Non
     store = tmp_path / "s.ome.zarr"
     assert main(["-q", "convert", path, str(store), "--chunks", "256"]) == 0
     copy = wsiarray.open(store)
-    assert copy.level_dimensions == slide.level_dimensions
+    assert copy.level_shapes == slide.level_shapes
     assert copy.metadata.channels == slide.metadata.channels
     last = slide.level_count - 1
     np.testing.assert_array_equal(copy.image(last).values, slide.image(last).values)
@@ -238,7 +238,7 @@ def test_conflicting_options_upsample_and_sizes(
     out = str(tmp_path / "r.npy")
     assert main(["region", path, *box, "--level", "0", "--magnification", "10", "-o", out]) == 1
     assert capsys.readouterr().err.strip() == (
-        "wsiarray: error: give at most one of level=, magnification=, mm= and downsample="
+        "wsiarray: error: give at most one of level=, magnification=, mpp= and downsample="
     )
     assert main(["-q", "region", path, *box, "--magnification", "40", "--upsample", "-o", out]) == 0
     assert np.load(out).shape == (20, 20, 3)

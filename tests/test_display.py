@@ -79,7 +79,7 @@ def test_preview_never_decodes_a_large_level(
         tif.write(base, tile=(256, 256), subifds=1)
         tif.write(base[::42, ::42], tile=(16, 16), subfiletype=1)
     slide = wsiarray.open(path)
-    assert slide.level_dimensions == ((4200, 4200), (100, 100))
+    assert slide.level_shapes == ((4200, 4200), (100, 100))
     reads: list[int] = []
     monkeypatch.setattr(slide, "image", lambda level=0: reads.append(level))
     html = slide._repr_html_()

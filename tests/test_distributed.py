@@ -30,7 +30,7 @@ def test_whole_level_mean_on_a_cluster_equals_threaded(client) -> None:
 
 
 def test_resampled_level_on_a_cluster_equals_threaded(client) -> None:
-    image = wa.open(real_slide("aperio/CMU-1-Small-Region.svs"), chunks=512).level(magnification=7)
+    image = wa.open(real_slide("aperio/CMU-1-Small-Region.svs"), chunks=512).image(magnification=7)
     np.testing.assert_array_equal(image.compute().values, image.compute(scheduler="threads").values)
 
 

@@ -48,7 +48,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[wa.Sli
     result = {}
     for name in SLIDES:
         slide = _slide(name)
-        result[name] = (slide, slide.to_zarr(out / f"{Path(name).stem}.zarr"))
+        result[name] = (slide, wa.write_ome_zarr(slide, out / f"{Path(name).stem}.zarr"))
     return result
 
 
@@ -60,7 +60,7 @@ def test_reopened_export_equals_the_slide(
     again = wa.open(store)
     assert again.metadata.reader == "zarr"
     assert np.array_equal(again.image(0).values, slide.image(0).values)  # bit-identical
-    assert again.level_dimensions == slide.level_dimensions
+    assert again.level_shapes == slide.level_shapes
     for level in range(1, slide.level_count):
         assert np.array_equal(
             again.read(0, 0, 300, 200, level=level), slide.read(0, 0, 300, 200, level=level)
@@ -130,7 +130,7 @@ def test_ngff_metadata_layout(exported: dict[str, tuple[wa.Slide, Path]]) -> Non
 
 def test_without_pixel_size_scale_is_in_base_pixels(tmp_path: Path) -> None:
     slide = wa.open(real_slide(NO_MM))
-    store = slide.to_zarr(tmp_path / "nomm.zarr", associated=False)
+    store = wa.write_ome_zarr(slide, tmp_path / "nomm.zarr", associated=False)
     (multiscale,) = _attributes(store)["ome"]["multiscales"]
     assert all("unit" not in axis for axis in multiscale["axes"])
     scale = multiscale["datasets"][1]["coordinateTransformations"][0]["scale"]
@@ -148,7 +148,7 @@ def test_ome_zarr_py_reads_the_same_levels(exported: dict[str, tuple[wa.Slide, P
     slide, store = exported[NDPI]
     node = next(iter(Reader(parse_url(store))()))
     assert node.load(Multiscales) is not None
-    assert [tuple(d.shape) for d in node.data] == [(3, h, w) for h, w in slide.level_dimensions]
+    assert [tuple(d.shape) for d in node.data] == [(3, h, w) for h, w in slide.level_shapes]
     assert [a["name"] for a in node.metadata["axes"]] == ["c", "y", "x"]
     for level, data in enumerate(node.data):
         expected = np.moveaxis(slide.image(level).values, -1, 0)
@@ -163,7 +163,7 @@ def test_xarray_zarr_engine_opens_the_tree(exported: dict[str, tuple[wa.Slide, P
         image = tree[f"level{level}"]["image"]
         assert image.dims == ("c", "y", "x")
         assert image.dtype == np.uint8
-        assert image.shape == (3, *slide.level_dimensions[level])
+        assert image.shape == (3, *slide.level_shapes[level])
     assert tree["level3"]["image"].transpose("y", "x", "c").values.tolist() == (
         slide.image(3).values.tolist()
     )
@@ -173,7 +173,7 @@ def test_xarray_zarr_engine_opens_the_tree(exported: dict[str, tuple[wa.Slide, P
 
 def test_chunk_grid_is_the_one_asked_for(tmp_path: Path) -> None:
     slide = wa.open(real_slide(SVS))
-    store = slide.to_zarr(tmp_path / "c512.zarr", chunks=512, associated=False)
+    store = wa.write_ome_zarr(slide, tmp_path / "c512.zarr", chunks=512, associated=False)
     array = zarr.open_array(store / "level0" / "image", mode="r")
     assert array.chunks == (3, 512, 512)
     assert array.shape == (3, 2967, 2220)
@@ -191,15 +191,15 @@ def test_default_chunks_and_small_levels(exported: dict[str, tuple[wa.Slide, Pat
 
 def test_power_of_two_pyramid(tmp_path: Path) -> None:
     slide = wa.open(real_slide(SVS))
-    store = slide.to_zarr(tmp_path / "p2.zarr", pyramid="power_of_two", associated=False)
+    store = wa.write_ome_zarr(slide, tmp_path / "p2.zarr", pyramid="power_of_two", associated=False)
     again = wa.open(store)
-    height, width = slide.dimensions
-    assert again.level_dimensions == tuple(
+    height, width = slide.shape
+    assert again.level_shapes == tuple(
         (height // 2**k, width // 2**k) for k in range(again.level_count)
     )
     assert again.level_count == 3  # 741 x 555 is the first to fit in a 1024 chunk
     for k in range(again.level_count):
-        expected = slide.level(downsample=2**k).values
+        expected = slide.image(downsample=2**k).values
         assert np.array_equal(again.image(k).values, expected), k
     (multiscale,) = _attributes(store)["ome"]["multiscales"]
     assert multiscale["type"] == "area"
@@ -209,7 +209,7 @@ def test_power_of_two_pyramid(tmp_path: Path) -> None:
 
 def test_jpeg_round_trip(tmp_path: Path) -> None:
     slide = wa.open(real_slide(SVS))
-    store = slide.to_zarr(tmp_path / "jpeg.zarr", compressor="jpeg")
+    store = wa.write_ome_zarr(slide, tmp_path / "jpeg.zarr", compressor="jpeg")
     codecs = json.loads((store / "level0" / "image" / "zarr.json").read_text())["codecs"]
     assert [c["name"] for c in codecs] == ["transpose", "imagecodecs_jpeg"]
     again = wa.open(store)
@@ -228,8 +228,8 @@ def test_jpeg_round_trip(tmp_path: Path) -> None:
 
 def test_jpeg_grey_and_tiny_levels(tmp_path: Path) -> None:
     slide = wa.open(real_slide("ome-tiff/test_pyramid.ome.tif"))  # 16, 8, 4 px, one channel
-    again = wa.open(slide.to_zarr(tmp_path / "grey.zarr", compressor="jpeg"))
-    assert again.level_dimensions == slide.level_dimensions
+    again = wa.open(wa.write_ome_zarr(slide, tmp_path / "grey.zarr", compressor="jpeg"))
+    assert again.level_shapes == slide.level_shapes
     assert again.metadata.channels == ("L",)
     assert np.abs(again.image(0).values.astype(int) - slide.image(0).values).max() < 16
 
@@ -238,12 +238,12 @@ def test_jpeg_refuses_what_it_cannot_hold(tmp_path: Path) -> None:
     path = tmp_path / "u16.tif"
     tifffile.imwrite(path, np.zeros((64, 64, 3), np.uint16), tile=(32, 32), photometric="rgb")
     with pytest.raises(wa.OptionError, match="8-bit images of 1 or 3 channels") as info:
-        wa.open(path).to_zarr(tmp_path / "x.zarr", compressor="jpeg")
+        wa.write_ome_zarr(wa.open(path), tmp_path / "x.zarr", compressor="jpeg")
     assert isinstance(info.value, ValueError)
     assert not (tmp_path / "x.zarr").exists()
     fluorescence = wa.open(real_slide("qptiff/small_vectra.qptiff"))
     with pytest.raises(wa.OptionError, match="would mix the channels DAPI, FITC, Cy3"):
-        fluorescence.to_zarr(tmp_path / "f.zarr", compressor="jpeg")
+        wa.write_ome_zarr(fluorescence, tmp_path / "f.zarr", compressor="jpeg")
 
 
 @pytest.mark.parametrize(
@@ -256,29 +256,29 @@ def test_jpeg_refuses_what_it_cannot_hold(tmp_path: Path) -> None:
 )
 def test_bad_options(tmp_path: Path, option: dict, match: str) -> None:
     with pytest.raises(wa.OptionError, match=match):
-        wa.open(real_slide(SVS)).to_zarr(tmp_path / "x.zarr", **option)
+        wa.write_ome_zarr(wa.open(real_slide(SVS)), tmp_path / "x.zarr", **option)
 
 
 def test_existing_destination(tmp_path: Path) -> None:
     slide = wa.open(real_slide("ome-tiff/test_pyramid.ome.tif"))
-    store = slide.to_zarr(tmp_path / "out.zarr")
+    store = wa.write_ome_zarr(slide, tmp_path / "out.zarr")
     with pytest.raises(wa.DestinationExistsError, match="overwrite=True") as info:
-        slide.to_zarr(store)
+        wa.write_ome_zarr(slide, store)
     assert isinstance(info.value, FileExistsError)
     stamp = SourceSpec.create(store, "zarr", {}).stamp
-    wa.open(real_slide(QPTIFF)).to_zarr(store, overwrite=True, associated=False)
+    wa.write_ome_zarr(wa.open(real_slide(QPTIFF)), store, overwrite=True, associated=False)
     assert SourceSpec.create(store, "zarr", {}).stamp != stamp  # a cached handle is not reused
     assert wa.open(store).metadata.channels == ("DAPI", "FITC", "Cy3")
     assert not (store / "associated").exists()  # the old store was removed, not merged
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    slide.to_zarr(empty)  # an empty directory is fine
+    wa.write_ome_zarr(slide, empty)  # an empty directory is fine
     other = tmp_path / "notes"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
     with pytest.raises(wa.DestinationExistsError, match="not a zarr store"):
-        slide.to_zarr(other, overwrite=True)
+        wa.write_ome_zarr(slide, other, overwrite=True)
     assert (other / "keep.txt").read_text() == "mine"
 
 
@@ -289,7 +289,7 @@ def test_failed_export_leaves_nothing_and_keeps_the_store_it_was_to_replace(
 
     slide = wa.open(real_slide("ome-tiff/test_pyramid.ome.tif"))
     store = tmp_path / "kept.zarr"
-    slide.to_zarr(store)
+    wa.write_ome_zarr(slide, store)
     before = sorted(p.relative_to(store) for p in store.rglob("*"))
 
     def crash(*args: object, **kwargs: object) -> None:
@@ -297,14 +297,14 @@ def test_failed_export_leaves_nothing_and_keeps_the_store_it_was_to_replace(
 
     monkeypatch.setattr(da, "store", crash)
     with pytest.raises(KeyboardInterrupt):
-        slide.to_zarr(tmp_path / "new.zarr")
+        wa.write_ome_zarr(slide, tmp_path / "new.zarr")
     with pytest.raises(KeyboardInterrupt):
-        slide.to_zarr(store, overwrite=True)
+        wa.write_ome_zarr(slide, store, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.zarr"]  # no partial stores
     assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
     assert wa.open(store).level_count == 3
     monkeypatch.undo()
-    slide.to_zarr(store, overwrite=True)  # a zarr store: replaceable
+    wa.write_ome_zarr(slide, store, overwrite=True)  # a zarr store: replaceable
     assert wa.open(store).level_count == 3
 
 
@@ -361,7 +361,7 @@ def test_reads_foreign_ome_zarr_04_on_zarr_v2(tmp_path: Path) -> None:
     assert (slide.mm_y, slide.mm_x) == pytest.approx((0.000325, 0.0005))
     assert slide.magnification == pytest.approx(20.0)
     assert slide.metadata.magnification_derived
-    assert slide.level_dimensions == ((300, 200), (150, 100))
+    assert slide.level_shapes == ((300, 200), (150, 100))
     assert slide.metadata.levels[0].tile == (128, 128)
     assert np.array_equal(slide.image(0).values, np.moveaxis(full[0, :, 0], 0, -1))
     assert np.array_equal(slide.image(1).values, np.moveaxis(full[0, :, 0, ::2, ::2], 0, -1))
@@ -390,7 +390,7 @@ def test_progress_bar_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
     slide = wa.open(real_slide("ome-tiff/test_pyramid.ome.tif"))
     with ProgressBar(minimum=0):
-        slide.to_zarr(tmp_path / "bar.zarr")
+        wa.write_ome_zarr(slide, tmp_path / "bar.zarr")
     assert "100%" in capsys.readouterr().out
 
 
@@ -398,6 +398,6 @@ def test_export_of_an_export_is_identical(
     exported: dict[str, tuple[wa.Slide, Path]], tmp_path: Path
 ) -> None:
     slide, store = exported[SVS]
-    again = wa.open(wa.open(store).to_zarr(tmp_path / "twice.zarr"))
+    again = wa.open(wa.write_ome_zarr(wa.open(store), tmp_path / "twice.zarr"))
     assert np.array_equal(again.image(0).values, slide.image(0).values)
     assert dict(again.properties) == dict(slide.properties)

@@ -31,9 +31,9 @@ def test_unit_aliases(alias: str, unit: str) -> None:
 
 def test_unknown_unit_lists_the_valid_ones() -> None:
     with pytest.raises(
-        wa.UnitError, match="use one of base_pixels, fraction, level_pixels, mm, um"
+        wa.UnitError, match="use one of base_pixels, fraction, level_pixels, nm, um, mm, cm"
     ):
-        geometry.normalise_unit("inch")
+        geometry.normalise_unit("furlong")
 
 
 BASE = {"base_shape": (1000, 2000), "mm_x": 0.0005, "mm_y": 0.00025, "downsample": 4.0}
@@ -60,7 +60,9 @@ def test_physical_units_need_a_pixel_size() -> None:
             0, 0, 1, 1, "mm", base_shape=(10, 10), mm_x=None, mm_y=None, downsample=1
         )
     with pytest.raises(wa.MissingResolutionError, match="magnification is unknown"):
-        geometry.target_downsample(magnification=10, native_magnification=None, mm_x=None)
+        geometry.target_downsample(
+            magnification=10, resolution=geometry.Resolution(None, None, None)
+        )
 
 
 def test_window_floor_start_ceil_stop() -> None:

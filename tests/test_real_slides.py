@@ -143,7 +143,7 @@ def test_geometry_and_metadata(case: tuple[Expected, wa.Slide]) -> None:
     expected, slide = case
     assert slide.metadata.format == expected.format
     assert slide.metadata.reader == expected.reader
-    assert slide.level_dimensions == expected.levels
+    assert slide.level_shapes == expected.levels
     assert slide.metadata.channels == expected.channels
     if expected.mm is None:
         assert slide.mm_x is None
@@ -222,7 +222,7 @@ def test_pixels_equal_openslide(case: tuple[Expected, wa.Slide]) -> None:
     osr = openslide.OpenSlide(slide.path)
     for level in range(slide.level_count):
         downsample = osr.level_downsamples[level]
-        height, width = slide.level_dimensions[level]
+        height, width = slide.level_shapes[level]
         regions = _regions(height, width)
         if downsample != int(downsample):
             regions = regions[:1]
@@ -242,11 +242,11 @@ def test_openslide_reader_matches_tifffile_reader(case: tuple[Expected, wa.Slide
     assert other.mm_x == pytest.approx(slide.mm_x) if slide.mm_x else other.mm_x is None
     assert other.magnification == slide.magnification
     # OpenSlide synthesises extra NDPI levels by JPEG scale-down; the file's own ones come first
-    assert other.level_dimensions[: slide.level_count] == slide.level_dimensions
+    assert other.level_shapes[: slide.level_count] == slide.level_shapes
     for level in range(slide.level_count):
         if slide.level_downsamples[level][1] != int(slide.level_downsamples[level][1]):
             continue
-        height, width = slide.level_dimensions[level]
+        height, width = slide.level_shapes[level]
         y0, x0, h, w = _regions(height, width)[1]
         np.testing.assert_array_equal(
             other.image(level)[y0 : y0 + h, x0 : x0 + w].values,
@@ -285,25 +285,3 @@ def test_dicom_folder_refused_with_reason() -> None:
     with pytest.raises(wa.UnsupportedFormatError, match="PlanarConfiguration") as info:
         wa.open(folder / "5_0")
     assert "tifffile: does not recognise" in str(info.value)
-
-
-@_over(_cases())
-def test_zarr_store_serves_the_same_pixels(case: tuple[Expected, wa.Slide]) -> None:
-    """Each level is also a zarr v3 array (the store dask's reads share their decoder with)."""
-    import zarr
-
-    from wsiarray.sources import cached_source
-
-    _, slide = case
-    source = cached_source(slide._spec)
-    group = zarr.open_group(store=source.store, mode="r")
-    assert sorted(group.array_keys(), key=int) == [str(i) for i in range(slide.level_count)]
-    for level in range(slide.level_count):
-        array = group[str(level)]
-        assert array.shape == slide.image(level).shape
-        height, width = slide.level_dimensions[level]
-        for y0, x0, h, w in _regions(height, width):
-            np.testing.assert_array_equal(
-                array[y0 : y0 + h, x0 : x0 + w],
-                slide.image(level)[y0 : y0 + h, x0 : x0 + w].to_numpy(),
-            )

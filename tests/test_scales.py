@@ -18,20 +18,20 @@ def ndpi() -> wa.Slide:
 
 
 def test_level_at_a_file_magnification_is_that_level(ndpi: wa.Slide) -> None:
-    image = ndpi.level(magnification=10)
+    image = ndpi.image(magnification=10)
     assert image.attrs["level"] == 2
     assert image.shape == (1216, 992, 3)
     assert image.data.name == ndpi.image(2).data.name  # the same dask array: no resampling
 
 
 def test_level_by_mm(ndpi: wa.Slide) -> None:
-    image = ndpi.level(mm=ndpi.mm_x * 8)
+    image = ndpi.image(mpp=ndpi.metadata.resolution.mpp[0] * 8)
     assert image.attrs["level"] == 3
 
 
 def test_integer_factor_between_levels_is_a_block_mean(ndpi: wa.Slide) -> None:
     """2.5x is not a file level (they stop at 5x): level 3 averaged over 2 x 2 blocks."""
-    image = ndpi.level(magnification=2.5)
+    image = ndpi.image(magnification=2.5)
     assert image.attrs["read_level"] == 3
     assert image.shape == (304, 248, 3)
     level3 = ndpi.image(3).values.astype(np.float64)
@@ -43,8 +43,8 @@ def test_integer_factor_between_levels_is_a_block_mean(ndpi: wa.Slide) -> None:
 
 
 def test_non_integer_factor_is_seamless_across_chunks() -> None:
-    fine = wa.open(real_slide(NDPI), chunks=256).level(magnification=15)
-    whole = wa.open(real_slide(NDPI), chunks=8192).level(magnification=15)
+    fine = wa.open(real_slide(NDPI), chunks=256).image(magnification=15)
+    whole = wa.open(real_slide(NDPI), chunks=8192).image(magnification=15)
     assert fine.attrs["read_level"] == 1
     assert fine.attrs["downsample_x"] == pytest.approx(40 / 15)
     assert len(fine.chunks[0]) > 5
@@ -57,8 +57,8 @@ def test_non_integer_factor_is_seamless_across_chunks() -> None:
 
 def test_upsampling_is_explicit(ndpi: wa.Slide) -> None:
     with pytest.raises(wa.ScaleError, match="upsample=True"):
-        ndpi.level(magnification=80)
-    big = ndpi.level(magnification=80, upsample=True)
+        ndpi.image(magnification=80)
+    big = ndpi.image(magnification=80, upsample=True)
     assert big.shape == (9728, 7936, 3)
     np.testing.assert_array_equal(
         big[:4, :4].values, np.repeat(np.repeat(ndpi.image(0)[:2, :2].values, 2, 0), 2, 1)
@@ -112,7 +112,7 @@ def test_region_errors(ndpi: wa.Slide) -> None:
     with pytest.raises(wa.RegionError, match="is empty"):
         ndpi.region(10, 10, 0, 5)
     with pytest.raises(wa.UnitError):
-        ndpi.region(0, 0, 1, 1, units="inch")
+        ndpi.region(0, 0, 1, 1, units="furlong")
     outside = ndpi.region(5000, 5000, 10, 10, pad=True)
     assert (outside.values == 255).all()
 
@@ -122,7 +122,7 @@ def test_missing_mpp_refuses_physical_units() -> None:
     with pytest.raises(wa.MissingResolutionError, match="pixel size is unknown"):
         slide.region(0, 0, 1, 1, units="mm")
     with pytest.raises(wa.MissingResolutionError, match="magnification is unknown"):
-        slide.level(magnification=5)
+        slide.image(magnification=5)
     assert slide.region(0, 0, 10, 10).shape == (10, 10, 3)
 
 

@@ -57,7 +57,7 @@ def test_sample_slide_content_looks_like_tissue(sample_svs: Path) -> None:
 def test_sample_pixels_equal_openslide_on_every_level(sample_svs: Path) -> None:
     slide, osr = wa.open(sample_svs), openslide.OpenSlide(sample_svs)
     for level in range(slide.level_count):
-        height, width = slide.level_dimensions[level]
+        height, width = slide.level_shapes[level]
         y0, x0 = height // 3, width // 3
         h, w = min(200, height - y0), min(300, width - x0)
         ours = slide.image(level)[y0 : y0 + h, x0 : x0 + w].to_numpy()
@@ -68,7 +68,7 @@ def test_sample_pixels_equal_openslide_on_every_level(sample_svs: Path) -> None:
 
 def test_odd_geometry(odd_svs: Path) -> None:
     slide = wa.open(odd_svs)
-    assert slide.level_dimensions == ((1001, 1337), (333, 445), (143, 191))
+    assert slide.level_shapes == ((1001, 1337), (333, 445), (143, 191))
     assert slide.tree["level1"].attrs["downsample_x"] == 1337 / 445
     assert slide.tree["level0"].attrs["tile_width"] == 256
     osr = openslide.OpenSlide(odd_svs)
@@ -89,7 +89,7 @@ def test_other_compressions(tmp_path: Path, compression: str) -> None:
         associated=False,
     )
     slide = wa.open(path)
-    assert slide.level_dimensions == ((600, 500), (300, 250))
+    assert slide.level_shapes == ((600, 500), (300, 250))
     with tifffile.TiffFile(path) as tif:
         expected = tif.series[0].levels[1].asarray()
     np.testing.assert_array_equal(slide.image(1).to_numpy(), expected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,20 @@ from wsiarray.sources._tifftiles import LevelTiles
 from wsiarray.synthetic import write_aperio_svs
 
 
-def _tiles(path: Path) -> tuple[LevelTiles, tifffile.TiffPageSeries]:
-    series = tifffile.TiffFile(path).series[0].levels[0]
-    return LevelTiles(path, 0, series, fill=255), series
+@pytest.fixture
+def level_tiles() -> Iterator[Callable[[Path], tuple[LevelTiles, tifffile.TiffPageSeries]]]:
+    """Opens level 0 of a TIFF as :class:`LevelTiles` (and closes the files afterwards)."""
+    opened: list[tifffile.TiffFile] = []
+
+    def open_level(path: Path) -> tuple[LevelTiles, tifffile.TiffPageSeries]:
+        tif = tifffile.TiffFile(path)
+        opened.append(tif)
+        series = tif.series[0].levels[0]
+        return LevelTiles(path, tif.filehandle.fileno(), 0, series, fill=255), series
+
+    yield open_level
+    for tif in opened:
+        tif.close()
 
 
 def _assert_reads_like_tifffile(tiles: LevelTiles, series: tifffile.TiffPageSeries) -> None:
@@ -37,20 +49,20 @@ def _assert_reads_like_tifffile(tiles: LevelTiles, series: tifffile.TiffPageSeri
         ("ome-tiff/OS-2-ndpi.ome.tif", "YCbCr"),  # JFIF
     ],
 )
-def test_real_rgb_jpeg_tiles_decode_as_rgbx(relative: str, components: str) -> None:
-    tiles, series = _tiles(real_slide(relative))
-    assert tiles._planes[0].jpeg is not None
-    header = tiles._planes[0].jpeg.header
+def test_real_rgb_jpeg_tiles_decode_as_rgbx(relative: str, components: str, level_tiles) -> None:
+    tiles, series = level_tiles(real_slide(relative))
+    assert tiles.jpeg is not None
+    header = tiles.jpeg.header
     assert header.startswith(SOI)
     assert (ADOBE_RGB in header) == (components == "RGB")
     _assert_reads_like_tifffile(tiles, series)
 
 
-def test_synthetic_ycbcr_420_tiles_decode_as_rgbx(tmp_path: Path) -> None:
+def test_synthetic_ycbcr_420_tiles_decode_as_rgbx(tmp_path: Path, level_tiles) -> None:
     path = tmp_path / "odd.svs"
     write_aperio_svs(path, size=(1000, 1333), tile=240, downsamples=(1, 4), quality=80)
-    tiles, series = _tiles(path)
-    assert tiles._planes[0].jpeg is not None
+    tiles, series = level_tiles(path)
+    assert tiles.jpeg is not None
     _assert_reads_like_tifffile(tiles, series)
 
 
@@ -61,15 +73,15 @@ def _grey_jpeg(path: Path) -> np.ndarray:
     return image
 
 
-def test_grey_jpeg_tiles_decode_strictly(tmp_path: Path) -> None:
+def test_grey_jpeg_tiles_decode_strictly(tmp_path: Path, level_tiles) -> None:
     path = tmp_path / "grey.tif"
     _grey_jpeg(path)
-    tiles, series = _tiles(path)
-    assert tiles._planes[0].jpeg is not None
+    tiles, series = level_tiles(path)
+    assert tiles.jpeg is not None
     _assert_reads_like_tifffile(tiles, series)
 
 
-def test_a_grey_tile_zeroed_inside_is_refused(tmp_path: Path) -> None:
+def test_a_grey_tile_zeroed_inside_is_refused(tmp_path: Path, level_tiles) -> None:
     # libjpeg (and imagecodecs) decode it with only a warning, most of the tile wrong
     path = tmp_path / "grey.tif"
     _grey_jpeg(path)
@@ -78,7 +90,7 @@ def test_a_grey_tile_zeroed_inside_is_refused(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[offset + count // 2 : offset + count - 2] = bytes(count - count // 2 - 2)
     path.write_bytes(bytes(data))
-    tiles, _series = _tiles(path)
+    tiles, _series = level_tiles(path)
     assert tiles.read(0, 256, 0, 256).shape == (256, 256, 1)  # the tile before it reads
     with pytest.raises(CorruptTileError, match="row 0, column 1 of level 0"):
         tiles.read(0, 256, 256, 512)
@@ -100,7 +112,7 @@ def _copy_with_tile(tmp_path: Path, edit) -> tuple[Path, np.ndarray]:
     return target, intact
 
 
-def test_a_harmless_libjpeg_warning_is_not_taken_for_damage(tmp_path: Path) -> None:
+def test_a_harmless_libjpeg_warning_is_not_taken_for_damage(tmp_path: Path, level_tiles) -> None:
     # Se = 0 in a baseline scan header: libjpeg warns "Invalid SOS parameters for sequential
     # JPEG" (some encoders write it) and decodes the right pixels, as tifffile does
     def zero_spectral_end(tile: bytearray) -> None:
@@ -109,12 +121,12 @@ def test_a_harmless_libjpeg_warning_is_not_taken_for_damage(tmp_path: Path) -> N
         tile[sos + 5 + 2 * components + 1] = 0
 
     path, intact = _copy_with_tile(tmp_path, zero_spectral_end)
-    tiles, _series = _tiles(path)
+    tiles, _series = level_tiles(path)
     np.testing.assert_array_equal(tiles.read(0, 240, 1200, 1440), intact)
 
 
 def test_a_jfif_marker_among_the_tables_does_not_turn_rgb_components_into_ycbcr(
-    tmp_path: Path,
+    tmp_path: Path, level_tiles
 ) -> None:
     # tifffile reads the tables as a stream of their own, so its JFIF marker does not make
     # libjpeg treat Aperio's R, G, B components as YCbCr; the spliced stream must not either
@@ -124,9 +136,9 @@ def test_a_jfif_marker_among_the_tables_does_not_turn_rgb_components_into_ycbcr(
     with tifffile.TiffFile(path, mode="r+") as tif:
         tag = tif.pages.first.tags["JPEGTables"]
         tag.overwrite(tag.value[:2] + jfif + tag.value[2:])
-    tiles, series = _tiles(path)
+    tiles, series = level_tiles(path)
     assert series.keyframe.jpegtables[2:4] == b"\xff\xe0"
-    assert ADOBE_RGB in tiles._planes[0].jpeg.header
+    assert ADOBE_RGB in tiles.jpeg.header
     _assert_reads_like_tifffile(tiles, series)
     expected = tifffile.imread(real_slide("aperio/CMU-1-Small-Region.svs"))
     np.testing.assert_array_equal(tiles.read(0, 480, 0, 480), expected[:480, :480])

@@ -35,7 +35,7 @@ def test_axis_tiles(args, expected_widths) -> None:
 
 def test_grid_geometry_and_tile_metadata() -> None:
     slide = wa.open(real_slide(SVS))
-    grid = slide.tiles(512, 64)
+    grid = wa.TileGrid(slide, 512, 64)
     assert grid.shape == (7, 5)
     assert len(grid) == 35
     tile = grid[1, 2]
@@ -49,7 +49,13 @@ def test_grid_geometry_and_tile_metadata() -> None:
 
 def test_grid_at_a_magnification_over_a_region_in_mm() -> None:
     slide = wa.open(real_slide(NDPI))
-    grid = slide.tiles(256, region=(0.1, 0.2, 0.5, 0.4), units="mm", magnification=10)
+    grid = wa.TileGrid(
+        slide,
+        256,
+        region={"left": 0.1, "top": 0.2, "width": 0.5, "height": 0.4},
+        units="mm",
+        magnification=10,
+    )
     level2 = slide.image(2)
     tile = grid[0, 0]
     assert tile.downsample == 4.0
@@ -63,7 +69,7 @@ def test_grid_at_a_magnification_over_a_region_in_mm() -> None:
 @pytest.mark.parametrize("edges", [False, True])
 def test_to_dataarray_equals_the_tiles(edges: bool) -> None:
     slide = wa.open(real_slide(SVS), chunks=1000)
-    grid = slide.tiles(300, 40, edges=edges)
+    grid = wa.TileGrid(slide, 300, 40, edges=edges)
     stack = grid.to_dataarray()
     assert stack.dims == ("tile_y", "tile_x", "y", "x", "c")
     assert stack.shape[:2] == grid.shape
@@ -84,14 +90,14 @@ def test_to_dataarray_equals_the_tiles(edges: bool) -> None:
 
 
 def test_to_dataarray_drop_keeps_full_tiles_only() -> None:
-    grid = wa.open(real_slide(SVS)).tiles(512)
+    grid = wa.TileGrid(wa.open(real_slide(SVS)), 512)
     stack = grid.to_dataarray(ragged="drop")
     assert stack.shape[:2] == (5, 4)  # 2967 // 512 rows, 2220 // 512 columns
 
 
 @pytest.mark.parametrize("edges", [False, True])
 def test_map_runs_one_task_per_chunk_of_tiles_and_equals_a_loop(edges: bool) -> None:
-    grid = wa.open(real_slide(SVS)).tiles(256, 32, edges=edges)
+    grid = wa.TileGrid(wa.open(real_slide(SVS)), 256, 32, edges=edges)
     means = grid.map(lambda tile: tile.reshape(-1, 3).mean(axis=0))
     assert means.dims == ("tile_y", "tile_x", "feature")
     assert means.data.npartitions < len(grid) / 10
@@ -114,14 +120,14 @@ def test_map_runs_one_task_per_chunk_of_tiles_and_equals_a_loop(edges: bool) -> 
 def test_bad_grids() -> None:
     slide = wa.open(real_slide(SVS))
     with pytest.raises(ValueError, match="smaller than the tile size"):
-        slide.tiles(100, 100)
+        wa.TileGrid(slide, 100, 100)
     with pytest.raises(wa.RegionError, match="outside the slide"):
-        slide.tiles(100, region=(5000, 5000, 10, 10))
+        wa.TileGrid(slide, 100, region={"left": 5000, "top": 5000, "width": 10, "height": 10})
 
 
 def test_tile_position_in_mm_and_map_keyword_arguments() -> None:
     slide = wa.open(real_slide(SVS))
-    grid = slide.tiles(512)
+    grid = wa.TileGrid(slide, 512)
     tile = grid[2, 1]
     assert tile.position_mm == pytest.approx((1024 * slide.mm_y, 512 * slide.mm_x))
     scaled = grid.map(lambda t, factor: float(t.mean()) * factor, factor=2.0).compute()
@@ -133,9 +139,9 @@ def test_tile_position_in_mm_and_map_keyword_arguments() -> None:
     ("offset", "edges"), [((100, 50), False), ((-100, -50), False), ((30, 30), True)]
 )
 def test_offset_grids_pad_and_stack_the_right_pixels(offset: tuple[int, int], edges: bool) -> None:
-    grid = wa.open(real_slide(SVS)).tiles(300, 40, offset=offset, edges=edges)
+    grid = wa.TileGrid(wa.open(real_slide(SVS)), 300, 40, offset=offset, edges=edges)
     stack = grid.to_dataarray().to_numpy()
-    (rows, cols) = grid._crops()
+    (rows, cols) = grid.crops
     for ty, tx in [(0, 0), (1, 2), (grid.shape[0] - 1, grid.shape[1] - 1)]:
         tile = grid[ty, tx]
         (ra, rb), (ca, cb) = rows[ty], cols[tx]
@@ -145,7 +151,7 @@ def test_offset_grids_pad_and_stack_the_right_pixels(offset: tuple[int, int], ed
 
 
 def test_map_tiles_of_an_overlapping_grid_do_not_share_memory() -> None:
-    grid = wa.open(real_slide(SVS)).tiles(256, 64)
+    grid = wa.TileGrid(wa.open(real_slide(SVS)), 256, 64)
 
     def subtract_minimum(tile: np.ndarray) -> float:
         tile -= tile.min()  # in place, as a user may
@@ -157,7 +163,7 @@ def test_map_tiles_of_an_overlapping_grid_do_not_share_memory() -> None:
 
 
 def test_map_dtype_comes_from_a_real_tile() -> None:
-    grid = wa.open(real_slide(SVS)).tiles(256)
+    grid = wa.TileGrid(wa.open(real_slide(SVS)), 256)
     result = grid.map(lambda t: 0 if not t.any() else t.mean() / 255)  # 0 only on a black tile
     assert result.dtype == np.float64
     assert 0.5 < float(result.mean()) < 1
@@ -166,6 +172,11 @@ def test_map_dtype_comes_from_a_real_tile() -> None:
 def test_bad_ragged_and_empty_grids_are_refused() -> None:
     slide = wa.open(real_slide(SVS))
     with pytest.raises(wa.OptionError, match="ragged='crpo'"):
-        slide.tiles(256).map(np.mean, ragged="crpo")  # type: ignore[arg-type]
+        wa.TileGrid(slide, 256).map(np.mean, ragged="crpo")  # type: ignore[arg-type]
     with pytest.raises(wa.RegionError, match="no tile of the grid"):
-        slide.tiles(300, offset=(5000, 0), region=(0, 0, 1000, 1000))
+        wa.TileGrid(
+            slide,
+            300,
+            offset=(5000, 0),
+            region={"left": 0, "top": 0, "width": 1000, "height": 1000},
+        )

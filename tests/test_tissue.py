@@ -28,7 +28,7 @@ def test_mask_on_real_he_slide_follows_the_stain() -> None:
     assert mask.dims == ("y", "x")
     assert mask.attrs["mm_x"] == pytest.approx(0.008, rel=0.01)
     assert 0.15 < float(mask.mean()) < 0.6  # a strip of skin on glass
-    pixels = slide.level(mm=0.008).values.astype(float)
+    pixels = slide.image(mpp=8).values.astype(float)
     tissue, glass = pixels[mask.values], pixels[~mask.values]
     assert tissue.mean() < glass.mean() - 30  # stained tissue is darker than the glass
     assert (glass.min(axis=1) > 180).mean() > 0.9  # and the glass is bright
@@ -37,7 +37,7 @@ def test_mask_on_real_he_slide_follows_the_stain() -> None:
 def test_mask_on_the_synthetic_sample_finds_its_blobs(sample_svs) -> None:
     slide = wa.open(sample_svs)
     mask = wa.tissue_mask(slide)
-    level = slide.level(mm=0.008).values.astype(float)
+    level = slide.image(mpp=8).values.astype(float)
     pink = (level[..., 0] - level[..., 1]) > 25  # eosin: red well above green
     agreement = (mask.values == pink).mean()
     assert agreement > 0.85
@@ -47,14 +47,14 @@ def test_mask_without_pixel_size_uses_the_smallest_level() -> None:
     slide = wa.open(real_slide("aperio/tcga-cr-7395-01a-01-ts1.svs"))
     with pytest.raises(wa.MissingResolutionError):
         wa.tissue_mask(slide)
-    mask = wa.tissue_mask(slide, mm=None)
-    assert mask.shape == slide.level_dimensions[-1]
+    mask = wa.tissue_mask(slide, mpp=None)
+    assert mask.shape == slide.level_shapes[-1]
 
 
 def test_grid_with_a_mask_keeps_tissue_tiles_only() -> None:
     slide = wa.open(real_slide(SVS))
     mask = wa.tissue_mask(slide)
-    grid = slide.tiles(256, magnification=10, mask=mask, min_tissue=0.5)
+    grid = wa.TileGrid(slide, 256, magnification=10, mask=mask, min_tissue=0.5)
     assert 0 < len(grid) < grid.shape[0] * grid.shape[1]
     assert all(grid.tissue[t.index] >= 0.5 for t in grid)
     means = grid.map(lambda tile: tile.reshape(-1, 3).mean(axis=0)).compute()

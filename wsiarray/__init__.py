@@ -18,13 +18,16 @@ from wsiarray.errors import (
     ReaderUnavailableError,
     RegionError,
     ScaleError,
+    SlideChangedError,
     SlideNotFoundError,
     TruncatedFileError,
     UnitError,
     UnsupportedFormatError,
     WsiArrayError,
 )
+from wsiarray.export import write_ome_zarr
 from wsiarray.slide import Slide
+from wsiarray.tiling import Tile, TileGrid
 from wsiarray.tissue import tissue_mask
 
 #: The package version (the single source: pyproject reads it from here).
@@ -41,7 +44,10 @@ __all__ = [
     "RegionError",
     "ScaleError",
     "Slide",
+    "SlideChangedError",
     "SlideNotFoundError",
+    "Tile",
+    "TileGrid",
     "TruncatedFileError",
     "UnitError",
     "UnsupportedFormatError",
@@ -51,4 +57,5 @@ __all__ = [
     "open",
     "open_datatree",
     "tissue_mask",
+    "write_ome_zarr",
 ]

@@ -34,7 +34,7 @@ PREVIEW_SIZE = 256
 def summary_rows(slide: Slide) -> list[tuple[str, str]]:
     """``(label, value)`` rows describing a slide: format, size, pixel size, magnification ..."""
     meta = slide.metadata
-    height, width = slide.dimensions
+    height, width = slide.shape
     size = f"{width} x {height} px"
     if meta.mm_x and meta.mm_y:
         size += f" ({width * meta.mm_x:.3f} x {height * meta.mm_y:.3f} mm)"
@@ -44,8 +44,9 @@ def summary_rows(slide: Slide) -> list[tuple[str, str]]:
         if meta.magnification_derived:
             magnification += " (derived from the pixel size: 10x = 1 µm/px)"
     pixel = "unknown"
-    if meta.mm_x and meta.mm_y:
-        pixel = f"{meta.mm_x * 1000:.4g} x {meta.mm_y * 1000:.4g} µm"
+    mpp_x, mpp_y = meta.resolution.mpp
+    if mpp_x and mpp_y:
+        pixel = f"{mpp_x:.4g} x {mpp_y:.4g} µm"
     associated = ", ".join(f"{a.name} {a.shape[1]}x{a.shape[0]}" for a in meta.associated)
     return [
         ("file", slide.path),
@@ -63,18 +64,18 @@ def level_rows(slide: Slide) -> list[tuple[str, ...]]:
     """One row of :data:`LEVEL_COLUMNS` per file level, full resolution first."""
     meta = slide.metadata
     rows = []
-    for i, ((height, width), (_, ds_x)) in enumerate(
-        zip(slide.level_dimensions, slide.level_downsamples, strict=True)
+    for i, ((height, width), (ds_y, ds_x)) in enumerate(
+        zip(slide.level_shapes, slide.level_downsamples, strict=True)
     ):
-        info = meta.levels[i]
+        info, level = meta.levels[i], meta.resolution.at(ds_y, ds_x)
         rows.append(
             (
                 str(i),
                 str(width),
                 str(height),
                 f"{ds_x:.6g}",
-                f"{meta.magnification / ds_x:.3g}" if meta.magnification else "-",
-                f"{meta.mm_x * ds_x * 1000:.4g}" if meta.mm_x else "-",
+                f"{level.magnification:.3g}" if level.magnification else "-",
+                f"{level.mpp[0]:.4g}" if level.mpp[0] else "-",
                 f"{info.tile[1]}x{info.tile[0]}",
             )
         )
@@ -91,7 +92,7 @@ def text_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 def _preview(slide: Slide) -> np.ndarray | None:
     """A small picture: the smallest level if cheap to decode, else the vendor thumbnail."""
-    height, width = slide.level_dimensions[slide.thumbnail_level(PREVIEW_SIZE)]
+    height, width = slide.level_shapes[slide.thumbnail_level(PREVIEW_SIZE)]
     if height * width <= PREVIEW_MAX_PIXELS:
         return slide.thumbnail(PREVIEW_SIZE)
     names = {a.name for a in slide.metadata.associated}

@@ -6,9 +6,9 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from wsiarray._typing import ChunksLike
+from wsiarray.chunks import ChunksLike
 from wsiarray.slide import Slide
-from wsiarray.sources import SourceSpec, cached_source, open_source
+from wsiarray.sources import source_cache
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -36,7 +36,8 @@ def open(
         Which reader to use. ``"auto"`` (default) picks by the file's content: tifffile for
         TIFF-family files, OpenSlide for what it recognises, Pillow for plain images.
     chunks : int or (int, int), optional
-        Dask chunk side in pixels (rounded to whole native tiles); default 3072.
+        Dask chunk side in pixels, rounded to whole native tiles: by default about 3072
+        (:func:`wsiarray.chunks.dask_chunks`; 3120 for 240-px tiles).
     reader_options : mapping, optional
         Passed to the reader, e.g. ``{"series": 1}`` for tifffile or ``{"max_pixels": N}``
         for Pillow.
@@ -62,10 +63,8 @@ def open(
     >>> slide.tree["level0"].image.dims
     ('y', 'x', 'c')
     """
-    source = open_source(path, reader=reader, options=reader_options)
-    spec = SourceSpec.create(source.path, source.name, source.options)
-    cached_source(spec, source)
-    return Slide(source.metadata, spec, chunks)
+    spec, metadata = source_cache.open(path, reader=reader, options=reader_options)
+    return Slide(spec, metadata, chunks=chunks)
 
 
 def open_datatree(

@@ -103,9 +103,11 @@ def _write_image(pixels: np.ndarray, output: Path, mm: tuple[float | None, float
     elif suffix in (".tif", ".tiff"):
         import tifffile
 
+        from wsiarray.units import from_mm
+
         resolution = None
-        if mm[0] and mm[1]:
-            resolution = (10.0 / mm[1], 10.0 / mm[0])  # pixels per centimetre (x, y)
+        if mm[0] and mm[1]:  # pixels per centimetre (x, y)
+            resolution = (1 / from_mm(mm[1], "cm"), 1 / from_mm(mm[0], "cm"))
         tifffile.imwrite(
             output,
             pixels,
@@ -206,11 +208,11 @@ def thumbnail(ctx: click.Context, slide: str, output: str, size: int) -> None:
     "--units",
     default="base_pixels",
     show_default=True,
-    help="base_pixels, level_pixels, mm, um or fraction.",
+    help="base_pixels, level_pixels, fraction, or a length: mm, um ...",
 )
 @click.option("--magnification", type=float, help="Output magnification, e.g. 10 (default: full).")
 @click.option(
-    "--mm", type=float, help="Output pixel size in millimetres (instead of --magnification)."
+    "--mpp", type=float, help="Output pixel size in micrometres (instead of --magnification)."
 )
 @click.option("--level", type=int, help="Output at this file level (instead of --magnification).")
 @click.option(
@@ -228,7 +230,7 @@ def region(
     height: float,
     units: str,
     magnification: float | None,
-    mm: float | None,
+    mpp: float | None,
     level: int | None,
     pad: bool,
     upsample: bool,
@@ -245,7 +247,7 @@ def region(
         units=units,
         level=level,
         magnification=magnification,
-        mm=mm,
+        mpp=mpp,
         pad=pad,
         upsample=upsample,
     )
@@ -295,10 +297,13 @@ def convert(
     overwrite: bool,
 ) -> None:
     """Convert SLIDE to an OME-Zarr (OME-NGFF 0.5, zarr v3) multiscale image at OUTPUT."""
+    from wsiarray.export import write_ome_zarr
+
     opened = _open(slide)
     started = time.perf_counter()
     with _progress(ctx):
-        written = opened.to_zarr(
+        written = write_ome_zarr(
+            opened,
             output,
             pyramid=pyramid,  # type: ignore[arg-type]
             chunks=chunks,

@@ -17,6 +17,7 @@ __all__ = [
     "ReaderUnavailableError",
     "RegionError",
     "ScaleError",
+    "SlideChangedError",
     "SlideNotFoundError",
     "TruncatedFileError",
     "UnitError",
@@ -31,6 +32,10 @@ class WsiArrayError(Exception):
 
 class SlideNotFoundError(WsiArrayError, FileNotFoundError):
     """The path does not exist."""
+
+
+class SlideChangedError(WsiArrayError, OSError):
+    """The slide's file was modified or replaced after it was opened; open it again."""
 
 
 class UnsupportedFormatError(WsiArrayError, ValueError):

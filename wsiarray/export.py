@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from wsiarray.chunks import DEFAULT_CHUNK
 from wsiarray.errors import DestinationExistsError, OptionError
-from wsiarray.sources import ZARR_METADATA
+from wsiarray.ngff import ZARR_METADATA
 from wsiarray.sources.zarr_ import register_jpeg_codec
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def write_ome_zarr(
     pyramid : {"levels", "power_of_two"}
         ``"levels"`` writes the file's own levels, pixel for pixel. ``"power_of_two"``
         writes downsamples 1, 2, 4, ... (``floor(size / 2**k)`` pixels, area-averaged as
-        :meth:`Slide.level`) down to the first level that fits in one chunk.
+        :meth:`Slide.image`) down to the first level that fits in one chunk.
     chunks : int
         Chunk side in pixels (at least 16); a chunk holds all channels. Capped at each
         level's size.
@@ -197,7 +198,7 @@ def _write(
         multiscale["type"] = "area"
         multiscale["metadata"] = {
             "description": "area averaging of the finest level at least as fine, as "
-            "wsiarray's Slide.level(downsample=2**k)",
+            "wsiarray's Slide.image(downsample=2**k)",
             "method": "wsiarray.resample.area_resample",
         }
     root.update_attributes(
@@ -284,14 +285,11 @@ def _pyramid(slide: Slide, pyramid: str, chunks: int) -> list[tuple[xr.DataArray
     # by default): area resampling holds float32 copies of its input block, and with
     # 2048-px blocks a factor-2 level comes out in whole 1024-px chunks. Measured on a
     # 32000 x 24000 slide (2 cores): 25 s and 375 MiB peak RSS, against 39 s and 824 MiB.
-    from wsiarray._typing import DEFAULT_CHUNK
-    from wsiarray.slide import Slide
-
-    reading = Slide(slide.metadata, slide._spec, max(chunks, min(2 * chunks, DEFAULT_CHUNK)))
+    reading = max(chunks, min(2 * chunks, DEFAULT_CHUNK))
     images = []
     k = 0
     while True:
-        image = reading.level(downsample=2**k)
+        image = slide.image(downsample=2**k, chunks=reading)
         images.append(
             (image, float(image.attrs["downsample_y"]), float(image.attrs["downsample_x"]))
         )

@@ -1,32 +1,44 @@
-"""Pure geometry: units, regions, scales. No IO; every unit conversion of wsiarray lives here.
+"""Pure geometry: region units, pixel windows, scales and levels. No IO.
 
 Rounding policy: a region's pixel bounds are ``floor`` of its start and ``ceil`` of its
-stop, so the pixels returned always cover the asked area.
+stop, so the pixels returned always cover the asked area. Lengths convert through
+:mod:`wsiarray.units`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
 
 from wsiarray.errors import MissingResolutionError, OptionError, RegionError, UnitError
+from wsiarray.units import LENGTH_UNITS, from_mm, length_unit, to_mm
 
 __all__ = [
-    "UNITS",
+    "LEVEL_MATCH",
+    "PIXEL_UNITS",
     "Box",
     "PixelWindow",
+    "Resolution",
+    "ScalePlan",
     "Unit",
     "normalise_unit",
+    "pixel_centres",
+    "plan_scale",
     "region_to_base",
+    "split_index",
     "target_downsample",
     "window_at",
 ]
 
-Unit = Literal["base_pixels", "level_pixels", "mm", "um", "fraction"]
+#: A region unit: pixels of level 0 or of the asked resolution, a fraction of the slide's
+#: size, or a length unit of :mod:`wsiarray.units` (``"mm"``, ``"um"``, ``"nm"`` ...).
+Unit = Literal["base_pixels", "level_pixels", "fraction"] | str
 
-#: Accepted spellings of each unit.
-UNITS: dict[str, Unit] = {
+#: Accepted spellings of the pixel and fraction units (length units: :mod:`wsiarray.units`).
+PIXEL_UNITS: dict[str, str] = {
     "base_pixels": "base_pixels",
     "base_pixel": "base_pixels",
     "base": "base_pixels",
@@ -35,18 +47,12 @@ UNITS: dict[str, Unit] = {
     "level_pixel": "level_pixels",
     "pixels": "level_pixels",
     "mag_pixels": "level_pixels",
-    "mm": "mm",
-    "um": "um",
-    "µm": "um",
-    "μm": "um",
-    "micron": "um",
-    "microns": "um",
-    "micrometer": "um",
-    "micrometers": "um",
     "fraction": "fraction",
 }
 
-_MM_PER = {"mm": 1.0, "um": 1e-3}
+#: A file level whose downsample is within this relative distance of the asked one is used
+#: as it is, not resampled: level downsamples are size ratios (2.0005 for an odd width).
+LEVEL_MATCH = 1e-3
 
 
 def normalise_unit(name: str) -> Unit:
@@ -54,15 +60,18 @@ def normalise_unit(name: str) -> Unit:
 
     Examples
     --------
-    >>> normalise_unit("µm")
-    'um'
+    >>> normalise_unit("µm"), normalise_unit("pixels")
+    ('um', 'level_pixels')
     """
-    try:
-        return UNITS[name.strip().lower() if isinstance(name, str) else name]
-    except (KeyError, AttributeError):
-        valid = ", ".join(sorted(set(UNITS.values())))
-        msg = f"unknown unit {name!r}; use one of {valid} (or an alias such as 'base', 'µm', 'pixels')"
-        raise UnitError(msg) from None
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key in PIXEL_UNITS:
+        return PIXEL_UNITS[key]
+    length = length_unit(name)
+    if length is not None:
+        return length
+    valid = ", ".join([*sorted(set(PIXEL_UNITS.values())), *LENGTH_UNITS])
+    msg = f"unknown unit {name!r}; use one of {valid} (or an alias such as 'base', 'µm', 'pixels')"
+    raise UnitError(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,20 +108,28 @@ def target_downsample(
     *,
     level_downsample: float | None = None,
     magnification: float | None = None,
-    mm: float | None = None,
+    mpp: float | None = None,
     downsample: float | None = None,
-    native_magnification: float | None,
-    mm_x: float | None,
+    resolution: Resolution,
 ) -> float:
     """Downsample relative to level 0 for a scale given one way or another.
 
     At most one of ``level_downsample`` (a file level's), ``magnification`` (objective
-    power, x), ``mm`` (pixel size in millimetres) and ``downsample`` (level-0 pixels per
-    output pixel) may be given; none means full resolution (1.0).
+    power, x), ``mpp`` (pixel size in micrometres) and ``downsample`` (level-0 pixels per
+    output pixel) may be given; none means full resolution (1.0). ``resolution`` is the
+    slide's at level 0.
+
+    Examples
+    --------
+    >>> native = Resolution(mm_x=0.00025, mm_y=0.00025, magnification=40.0)
+    >>> target_downsample(magnification=10, resolution=native)
+    4.0
+    >>> target_downsample(mpp=0.5, resolution=native)
+    2.0
     """
-    given = [v is not None for v in (level_downsample, magnification, mm, downsample)]
+    given = [v is not None for v in (level_downsample, magnification, mpp, downsample)]
     if sum(given) > 1:
-        msg = "give at most one of level=, magnification=, mm= and downsample="
+        msg = "give at most one of level=, magnification=, mpp= and downsample="
         raise OptionError(msg)
     if downsample is not None:
         _check_scale(downsample, "downsample", 1.0, "")
@@ -120,11 +137,11 @@ def target_downsample(
     if level_downsample is not None:
         return float(level_downsample)
     if magnification is not None:
-        _check_scale(magnification, "magnification", native_magnification, "level= or mm=")
-        return native_magnification / magnification  # type: ignore[operator]
-    if mm is not None:
-        _check_scale(mm, "mm", mm_x, "level= or magnification=")
-        return mm / mm_x  # type: ignore[operator]
+        _check_scale(magnification, "magnification", resolution.magnification, "level= or mpp=")
+        return resolution.magnification / magnification  # type: ignore[operator]
+    if mpp is not None:
+        _check_scale(mpp, "mpp", resolution.mm_x, "level= or magnification=")
+        return to_mm(mpp, "um") / resolution.mm_x  # type: ignore[operator]
     return 1.0
 
 
@@ -136,6 +153,111 @@ def _check_scale(value: float, name: str, known: float | None, alternatives: str
         what = "magnification" if name == "magnification" else "pixel size"
         msg = f"the slide's {what} is unknown, so {name}= cannot be used; use {alternatives}"
         raise MissingResolutionError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Pixel size (mm) and magnification of an image; ``None`` where the file does not say.
+
+    Examples
+    --------
+    >>> Resolution(mm_x=0.0005, mm_y=0.0005, magnification=20.0).at(4.0, 4.0)
+    Resolution(mm_x=0.002, mm_y=0.002, magnification=5.0)
+    >>> Resolution(mm_x=0.0005, mm_y=0.0005, magnification=20.0).mpp
+    (0.5, 0.5)
+    """
+
+    mm_x: float | None
+    mm_y: float | None
+    magnification: float | None
+
+    def at(self, downsample_y: float, downsample_x: float) -> Resolution:
+        """The resolution of pixels ``downsample_y`` x ``downsample_x`` of these wide."""
+        return Resolution(
+            mm_x=self.mm_x * downsample_x if self.mm_x else None,
+            mm_y=self.mm_y * downsample_y if self.mm_y else None,
+            magnification=self.magnification / downsample_x if self.magnification else None,
+        )
+
+    @property
+    def mpp(self) -> tuple[float | None, float | None]:
+        """``(x, y)`` pixel size in micrometres (OpenSlide's ``mpp-x``, ``mpp-y``)."""
+        return tuple(  # type: ignore[return-value]
+            None if mm is None else from_mm(mm, "um") for mm in (self.mm_x, self.mm_y)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScalePlan:
+    """How the image at a downsample is made from the file's levels.
+
+    Attributes
+    ----------
+    level : int
+        The file level read.
+    shape : (int, int)
+        ``(height, width)`` of the image.
+    downsample : (float, float)
+        Level-0 pixels per image pixel, ``(y, x)``: the exact size ratios for a file level.
+    factor : (float, float) or None
+        Read-level pixels per image pixel, ``(y, x)``, for an area-resampled image; ``None``
+        when the image is the file level as stored.
+    """
+
+    level: int
+    shape: tuple[int, int]
+    downsample: tuple[float, float]
+    factor: tuple[float, float] | None
+
+    @classmethod
+    def of_level(cls, level_shapes: tuple[tuple[int, int], ...], level: int) -> ScalePlan:
+        """The plan that reads file level ``level`` as it is stored."""
+        (base_h, base_w), (height, width) = level_shapes[0], level_shapes[level]
+        return cls(level, (height, width), (base_h / height, base_w / width), None)
+
+
+def plan_scale(level_shapes: tuple[tuple[int, int], ...], downsample: float) -> ScalePlan:
+    """Which file level gives the image at ``downsample`` (relative to level 0), and how.
+
+    A file level whose downsample matches within :data:`LEVEL_MATCH` is used as it is.
+    Otherwise the coarsest level at least as fine is area-resampled to ``floor(size /
+    downsample)`` pixels per axis, each exactly ``downsample`` level-0 pixels wide (below 1:
+    upsampled, from level 0).
+
+    Examples
+    --------
+    >>> shapes = ((30000, 40000), (7500, 10000), (1875, 2500))
+    >>> plan_scale(shapes, 4.0002)
+    ScalePlan(level=1, shape=(7500, 10000), downsample=(4.0, 4.0), factor=None)
+    >>> plan_scale(shapes, 8.0)
+    ScalePlan(level=1, shape=(3750, 5000), downsample=(8.0, 8.0), factor=(2.0, 2.0))
+    """
+    base_h, base_w = level_shapes[0]
+    for level, (_, width) in enumerate(level_shapes):
+        if math.isclose(base_w / width, downsample, rel_tol=LEVEL_MATCH):
+            return ScalePlan.of_level(level_shapes, level)
+    finer = [
+        i for i, (_, width) in enumerate(level_shapes) if base_w / width <= downsample * (1 + 1e-9)
+    ]
+    level = finer[-1] if finer else 0
+    height, width = level_shapes[level]
+    return ScalePlan(
+        level=level,
+        shape=(max(1, math.floor(base_h / downsample)), max(1, math.floor(base_w / downsample))),
+        downsample=(downsample, downsample),
+        factor=(downsample * height / base_h, downsample * width / base_w),
+    )
+
+
+def pixel_centres(start: int, stop: int, step: float) -> np.ndarray:
+    """Positions of the centres of pixels ``start`` to ``stop - 1``, ``step`` apart.
+
+    Examples
+    --------
+    >>> pixel_centres(0, 3, 0.5)
+    array([0.25, 0.75, 1.25])
+    """
+    return (np.arange(start, stop, dtype=np.float64) + 0.5) * step
 
 
 def region_to_base(
@@ -179,7 +301,7 @@ def region_to_base(
         if mm_x is None or mm_y is None:
             msg = f"the slide's pixel size is unknown, so a region in {unit} cannot be placed; use pixels"
             raise MissingResolutionError(msg)
-        sx, sy = _MM_PER[unit] / mm_x, _MM_PER[unit] / mm_y
+        sx, sy = to_mm(1.0, unit) / mm_x, to_mm(1.0, unit) / mm_y
     return Box(left * sx, top * sy, (left + width) * sx, (top + height) * sy)
 
 
@@ -198,3 +320,38 @@ def window_at(box: Box, downsample_y: float, downsample_x: float) -> PixelWindow
         math.floor(box.left / downsample_x + eps),
         math.ceil(box.right / downsample_x - eps),
     )
+
+
+def split_index(key: Any, shape: tuple[int, ...]) -> tuple[slice, slice, tuple[Any, ...]]:
+    """Split an array index into the window to read and what to take from it.
+
+    Lazy arrays read unit-step ``(rows, columns)`` windows; dask passes plain slices, and
+    steps, integers and integer arrays (fancy indexing fused into the read) are served from
+    their bounding window. Returns the two window slices and the index into the window,
+    ``(local rows, local columns, *rest)``, to apply as ``window[:, cols][rows][..., *rest]``
+    (columns first: an integer row index drops the row axis).
+
+    Examples
+    --------
+    >>> split_index((slice(2, 10, 4), 5), (100, 100, 3))
+    (slice(2, 10, None), slice(5, 6, None), (slice(None, None, 4), 0, slice(None, None, None)))
+    """
+    key = tuple(key) if isinstance(key, tuple) else (key,)
+    key = key + (slice(None),) * (len(shape) - len(key))
+    rows, local_rows = _bounding(key[0], shape[0])
+    cols, local_cols = _bounding(key[1], shape[1])
+    return rows, cols, (local_rows, local_cols, *key[2:])
+
+
+def _bounding(index: Any, size: int) -> tuple[slice, Any]:
+    """One axis: the unit-step slice to read, and the index into what was read."""
+    if isinstance(index, slice):
+        start, stop, step = index.indices(size)
+        if step == 1:
+            return slice(start, stop), slice(None)
+        if step > 0:
+            return slice(start, max(start, stop)), slice(None, None, step)
+        return slice(None), index
+    positions = np.asarray(index) % size if np.ndim(index) else int(index) % size
+    low, high = int(np.min(positions)), int(np.max(positions)) + 1
+    return slice(low, high), positions - low

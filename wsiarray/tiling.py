@@ -1,6 +1,7 @@
 """Tile grids as slicing: positions, per-tile metadata, a lazy stack of tiles, parallel maps.
 
-A grid lives at one resolution of a slide (a file level or any magnification). Tiles of
+A grid (:class:`TileGrid`) lives at one resolution of a slide (a file level or any
+magnification) and is built on :class:`~wsiarray.Slide`'s public API. Tiles of
 ``size`` pixels step by ``size - overlap`` from the region's top-left corner (plus an
 ``offset``); tiles at the right and bottom edges are cropped to the region. With
 ``edges=True`` the grid is shifted by ``-overlap // 2`` so that the tiles' non-overlapping
@@ -12,12 +13,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from wsiarray import geometry
+from wsiarray.chunks import tiles_per_task
 from wsiarray.errors import OptionError, RegionError
 
 if TYPE_CHECKING:
@@ -97,7 +100,7 @@ class Tile:
     mm: float | None
     magnification: float | None
     overlap: dict[str, int]
-    _grid: TileGrid
+    grid: TileGrid
 
     @property
     def position_mm(self) -> tuple[float, float] | None:
@@ -113,7 +116,7 @@ class Tile:
     @property
     def image(self) -> xr.DataArray:
         """The tile's pixels, lazy (read directly on ``.values``: no dask)."""
-        return self._grid._direct.isel(
+        return self.grid.direct_image.isel(
             y=slice(self.y, self.y + self.height), x=slice(self.x, self.x + self.width)
         )
 
@@ -124,23 +127,55 @@ class Tile:
 
 
 class TileGrid:
-    """A grid of tiles over (a region of) a slide at one resolution; see :meth:`Slide.tiles`.
+    """A grid of tiles over (a region of) a slide at one resolution: tile iteration as slicing.
 
     ``len(grid)`` counts the tiles it keeps (all, without a mask), ``grid[row, column]`` is a
-    :class:`Tile`, and iterating yields the kept tiles row by row.
+    :class:`Tile`, and iterating yields the kept tiles row by row; :meth:`to_dataarray`
+    stacks them lazily and :meth:`map` applies a function to each in parallel.
+
+    Parameters
+    ----------
+    slide : Slide
+        The slide.
+    size : int or (int, int)
+        Tile size in pixels at the grid's resolution (rows, columns).
+    overlap : int or (int, int)
+        Pixels shared by neighbouring tiles (rows, columns).
+    edges : bool
+        Shift the grid by half the overlap so the tiles' cores cover the region exactly.
+    region : mapping, optional
+        Part of the slide to tile, ``{"left": ..., "top": ..., "width": ..., "height": ...}``
+        in ``units`` (as :meth:`Slide.region`); all of it by default.
+    units : str
+        Unit of ``region``, as in :meth:`Slide.region` (``base_pixels`` by default).
+    level : int, optional
+        The grid's resolution as a file level, as in :meth:`Slide.image`.
+    magnification : float, optional
+        The grid's resolution as a magnification.
+    mpp : float, optional
+        The grid's resolution as a pixel size in micrometres.
+    offset : (int, int)
+        Shift of the grid's origin from the region's top-left corner, in pixels (rows, columns).
+    mask : xarray.DataArray, optional
+        A tissue mask (:func:`wsiarray.tissue_mask`): iteration, ``len`` and ``map`` then keep
+        only tiles at least ``min_tissue`` covered (``grid.tissue`` has the fractions).
+    min_tissue : float
+        Minimum covered fraction of a kept tile, with ``mask``.
 
     Attributes
     ----------
     slide : Slide
         The slide.
     image : xarray.DataArray
-        The slide's image at the grid's resolution.
+        The slide's image at the grid's resolution (dask).
+    direct_image : xarray.DataArray
+        The same image read without dask (what a :class:`Tile`'s pixels come from).
     size, overlap : (int, int)
         Tile size and overlap in pixels, ``(rows, columns)``.
     edges : bool
-        Whether the grid is shifted by half the overlap (see :meth:`Slide.tiles`).
-    window : (int, int, int, int)
-        The tiled region ``(y0, y1, x0, x1)`` in pixels at the grid's resolution.
+        Whether the grid is shifted by half the overlap.
+    window : geometry.PixelWindow
+        The tiled region in pixels at the grid's resolution.
     rows, columns : list of (int, int)
         ``[begin, end)`` of each row and column of tiles, in pixels.
     tissue : numpy.ndarray
@@ -148,42 +183,85 @@ class TileGrid:
     keep : numpy.ndarray
         Which tiles iteration, ``len`` and :meth:`map` visit: coverage at least
         ``min_tissue``.
+
+    Examples
+    --------
+    >>> import wsiarray as wa
+    >>> grid = wa.TileGrid(wa.open(wa.datasets.sample_slide()), 512, magnification=10)
+    >>> grid.shape, grid[0, 0].height
+    ((4, 6), 512)
     """
 
     def __init__(
         self,
         slide: Slide,
-        image: xr.DataArray,
-        window: tuple[int, int, int, int],
+        size: int | tuple[int, int],
+        overlap: int | tuple[int, int] = 0,
         *,
-        size: tuple[int, int],
-        overlap: tuple[int, int],
-        edges: bool,
-        offset: tuple[int, int],
+        edges: bool = False,
+        region: Mapping[str, float] | None = None,
+        units: str = "base_pixels",
+        level: int | None = None,
+        magnification: float | None = None,
+        mpp: float | None = None,
+        offset: tuple[int, int] = (0, 0),
         mask: xr.DataArray | None = None,
-        min_tissue: float = 0.0,
+        min_tissue: float = 0.5,
     ) -> None:
-        self.slide, self.image = slide, image
-        self.size, self.overlap, self.edges = size, overlap, edges
-        y0, y1, x0, x1 = window
-        self.window = window
-        row_windows = _axis_windows(y0, y1, size[0], overlap[0], edges, offset[0])
-        column_windows = _axis_windows(x0, x1, size[1], overlap[1], edges, offset[1])
+        resolution = {"level": level, "magnification": magnification, "mpp": mpp}
+        self.slide = slide
+        self.image = slide.image(**resolution)
+        self.direct_image = slide.image(**resolution, dask=False)
+        self.size, self.overlap, self.edges = _pair(size), _pair(overlap), edges
+        self.window = self._window(region, units)
+        y0, y1, x0, x1 = self.window.y0, self.window.y1, self.window.x0, self.window.x1
+        row_windows = _axis_windows(y0, y1, self.size[0], self.overlap[0], edges, offset[0])
+        column_windows = _axis_windows(x0, x1, self.size[1], self.overlap[1], edges, offset[1])
         if not row_windows or not column_windows:
             msg = (
-                f"no tile of the grid (size {size}, offset {offset}) falls inside the region "
-                f"rows {y0}:{y1}, columns {x0}:{x1}; use a smaller offset"
+                f"no tile of the grid (size {self.size}, offset {tuple(offset)}) falls inside "
+                f"the region rows {y0}:{y1}, columns {x0}:{x1}; use a smaller offset"
             )
             raise RegionError(msg)
         self.rows = [(a, b) for _, a, b in row_windows]
         self.columns = [(a, b) for _, a, b in column_windows]
         #: Where each row's and column's full-size window starts (before cropping).
         self._windows = ([w for w, _, _ in row_windows], [w for w, _, _ in column_windows])
-        self._direct = slide._image_at(image.attrs["downsample_x"], direct=True)
         #: Fraction of each tile covered by the mask (1 everywhere without a mask).
         self.tissue = np.ones(self.shape) if mask is None else self._coverage(mask)
         #: Which tiles iteration and ``map`` visit: coverage at least ``min_tissue``.
-        self.keep = self.tissue >= min_tissue
+        self.keep = self.tissue >= (min_tissue if mask is not None else 0.0)
+
+    def _window(self, region: Mapping[str, float] | None, units: str) -> geometry.PixelWindow:
+        """The tiled pixels at the grid's resolution: the region's, clipped, or the whole image."""
+        height, width = self.image.shape[:2]
+        whole = geometry.PixelWindow(0, height, 0, width)
+        if region is None:
+            return whole
+        missing = {"left", "top", "width", "height"} - set(region)
+        if missing:
+            msg = (
+                f"region={region!r} lacks {', '.join(sorted(missing))}; give "
+                "{'left': ..., 'top': ..., 'width': ..., 'height': ...}"
+            )
+            raise OptionError(msg)
+        downsample = (self.image.attrs["downsample_y"], self.image.attrs["downsample_x"])
+        box = geometry.region_to_base(
+            region["left"],
+            region["top"],
+            region["width"],
+            region["height"],
+            units,
+            base_shape=self.slide.shape,
+            mm_x=self.slide.mm_x,
+            mm_y=self.slide.mm_y,
+            downsample=downsample,
+        )
+        window = geometry.window_at(box, *downsample).clipped(height, width)
+        if window.shape[0] <= 0 or window.shape[1] <= 0:
+            msg = f"the region {dict(region)!r} ({units}) is empty or outside the slide"
+            raise RegionError(msg)
+        return window
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -212,7 +290,7 @@ class TileGrid:
                 "left": _shared(self.columns, tx - 1, tx),
                 "right": _shared(self.columns, tx, tx + 1),
             },
-            _grid=self,
+            grid=self,
         )
 
     def __iter__(self) -> Iterator[Tile]:
@@ -301,8 +379,6 @@ class TileGrid:
         import dask.array as da
         import xarray as xr
 
-        from wsiarray._typing import DEFAULT_CHUNK
-
         if ragged not in ("crop", "pad", "drop"):
             msg = f"ragged={ragged!r}: use 'crop', 'pad' or 'drop'"
             raise OptionError(msg)
@@ -312,9 +388,9 @@ class TileGrid:
             else (np.arange(self.shape[0]), np.arange(self.shape[1]))
         )
         keep = self.keep[np.ix_(rows, cols)]
-        crops = self._crops()
+        crops = self.crops
         mapper = _TileMap(
-            image=self._direct,
+            image=self.direct_image,
             rows=tuple(self.rows[i] for i in rows),
             cols=tuple(self.columns[i] for i in cols),
             keep=keep,
@@ -343,7 +419,7 @@ class TileGrid:
         )
         result = da.from_array(
             mapper,
-            chunks=(*self._tiles_per_task(DEFAULT_CHUNK), *sample.shape),
+            chunks=(*self._tiles_per_task(), *sample.shape),
             name=f"wsiarray-tilemap-{uuid.uuid4().hex}",
             asarray=False,
             fancy=False,
@@ -352,24 +428,18 @@ class TileGrid:
         dims = ("tile_y", "tile_x", "feature")[: 2 + sample.ndim]
         return xr.DataArray(result, dims=dims, coords=self._tile_centres(rows, cols))
 
-    def _tiles_per_task(self, pixels: int) -> tuple[int, int]:
-        """Tiles per map task along each axis: about ``pixels`` a side read from the file.
-
-        A resampled grid reads more pixels than it shows (4 times as many at 10x from a 20x
-        level): memory per task follows the pixels read.
-        """
-        attrs = self._direct.attrs
-        read_level = attrs.get("read_level", attrs.get("level", 0))
-        read_y, read_x = self.slide.level_downsamples[read_level]
+    def _tiles_per_task(self) -> tuple[int, int]:
+        """Tiles per map task along each axis (:func:`wsiarray.chunks.tiles_per_task`)."""
+        attrs = self.image.attrs
+        read_y, read_x = self.slide.level_downsamples[attrs.get("read_level", attrs.get("level"))]
         factors = (attrs["downsample_y"] / read_y, attrs["downsample_x"] / read_x)
         strides = (self.size[0] - self.overlap[0], self.size[1] - self.overlap[1])
-        return tuple(  # type: ignore[return-value]
-            max(1, math.floor(pixels / factor / stride))
-            for factor, stride in zip(factors, strides, strict=True)
-        )
+        return tiles_per_task(strides, factors)
 
-    def _crops(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """Per row and column: the tile's own pixels inside its full-size window."""
+    @property
+    def crops(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Per row and per column of tiles: ``[begin, end)`` of the tile's own pixels inside
+        its full-size window (where :meth:`to_dataarray` and ``map(ragged="pad")`` put them)."""
         return tuple(  # type: ignore[return-value]
             [(a - w, b - w) for w, (a, b) in zip(windows, spans, strict=True)]
             for windows, spans in zip(self._windows, (self.rows, self.columns), strict=True)
@@ -383,20 +453,16 @@ class TileGrid:
 
     def _padded(self) -> tuple[Any, tuple[int, int]]:
         """The region's pixels (dask), padded with background so every grid window is full."""
-        import dask.array as da
+        from wsiarray.arrays import pad_background
 
-        y0, y1, x0, x1 = self.window
+        w = self.window
         start_y, start_x = self._windows[0][0], self._windows[1][0]
         end_y, end_x = self._windows[0][-1] + self.size[0], self._windows[1][-1] + self.size[1]
-        top, bottom = max(y0, start_y), min(y1, end_y)
-        left, right = max(x0, start_x), min(x1, end_x)
+        top, bottom = max(w.y0, start_y), min(w.y1, end_y)
+        left, right = max(w.x0, start_x), min(w.x1, end_x)
         data = self.image.data[top:bottom, left:right]
-        pad = ((top - start_y, end_y - bottom), (left - start_x, end_x - right))
-        bands = [
-            da.pad(data[..., [i]], (*pad, (0, 0)), constant_values=value)
-            for i, value in enumerate(self.slide.background_pixel)
-        ]
-        return da.concatenate(bands, axis=2), (start_y, start_x)
+        widths = ((top - start_y, end_y - bottom), (left - start_x, end_x - right))
+        return pad_background(data, widths, self.slide.background_pixel), (start_y, start_x)
 
     def _tile_centres(self, rows: np.ndarray, cols: np.ndarray) -> dict[str, Any]:
         attrs = self.image.attrs
@@ -440,13 +506,8 @@ class _TileMap:
         return len(self.shape)
 
     def __getitem__(self, key: tuple[Any, ...]) -> np.ndarray:
-        from wsiarray.tree import _bounds
-
-        key = tuple(key) + (slice(None),) * (self.ndim - len(key))
-        rows, local_rows = _bounds(key[0], self.shape[0])
-        cols, local_cols = _bounds(key[1], self.shape[1])
-        block = self._compute(rows, cols)[:, local_cols][local_rows]
-        return block[(Ellipsis, *key[2:])] if self.ndim > 2 else block
+        rows, cols, (local_rows, local_cols, *rest) = geometry.split_index(key, self.shape)
+        return self._compute(rows, cols)[:, local_cols][local_rows][..., *rest]
 
     def _compute(self, rows: slice, cols: slice) -> np.ndarray:
         fill = np.nan if self.dtype.kind in "fc" else 0
@@ -491,16 +552,21 @@ class _TileMap:
 
     def _background_tile(self) -> np.ndarray:
         """A full-size tile of the background colour."""
-        tile = np.empty((*self.size, len(self.background)), self.image.dtype)
-        tile[...] = np.asarray(self.background, tile.dtype)
-        return tile
+        empty = np.empty((0, 0, len(self.background)), self.image.dtype)
+        return self._padded(empty, (0, self.size[0]), (0, self.size[1]))
 
     def _pad(self, tile: np.ndarray, row: int, col: int) -> np.ndarray:
         """The tile in its full-size window, the rest filled with the background colour."""
-        (ra, rb), (ca, cb) = self.placement[0][row], self.placement[1][col]  # type: ignore[index]
-        window = self._background_tile()
-        window[ra:rb, ca:cb] = tile
-        return window
+        return self._padded(tile, self.placement[0][row], self.placement[1][col])  # type: ignore[index]
+
+    def _padded(
+        self, tile: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]
+    ) -> np.ndarray:
+        """``tile`` placed at ``rows`` x ``cols`` of a full-size tile of background."""
+        from wsiarray.arrays import pad_background
+
+        widths = ((rows[0], self.size[0] - rows[1]), (cols[0], self.size[1] - cols[1]))
+        return pad_background(tile, widths, self.background)
 
 
 def _shared(spans: list[tuple[int, int]], left: int, right: int) -> int:
@@ -508,3 +574,7 @@ def _shared(spans: list[tuple[int, int]], left: int, right: int) -> int:
     if left < 0 or right >= len(spans):
         return 0
     return max(0, spans[left][1] - spans[right][0])
+
+
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))

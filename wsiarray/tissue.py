@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wsiarray.errors import MissingResolutionError
+from wsiarray.units import to_mm
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -15,8 +16,8 @@ if TYPE_CHECKING:
 
 __all__ = ["otsu_threshold", "tissue_mask"]
 
-#: Default analysis pixel size: 8 µm, where a 2 x 1.5 cm section is about 2500 x 1900 px.
-MASK_MM = 0.008
+#: Default analysis pixel size in µm: 8 µm, where a 2 x 1.5 cm section is about 2500 x 1900 px.
+MASK_MPP = 8.0
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -65,7 +66,7 @@ def _open_close(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 def tissue_mask(
-    slide: Slide, *, mm: float | None = MASK_MM, threshold: float | None = None, smooth: int = 1
+    slide: Slide, *, mpp: float | None = MASK_MPP, threshold: float | None = None, smooth: int = 1
 ) -> xr.DataArray:
     """A boolean tissue mask of the slide at low resolution, with mm coordinates.
 
@@ -76,8 +77,9 @@ def tissue_mask(
     ----------
     slide : Slide
         The slide.
-    mm : float, optional
-        Pixel size of the mask in mm (8 µm by default); ``None`` uses the smallest level.
+    mpp : float, optional
+        Pixel size of the mask in micrometres (8 by default), or the slide's full resolution
+        if that is coarser; ``None`` uses the smallest level.
     threshold : float, optional
         Saturation cut between 0 and 1; Otsu's by default.
     smooth : int
@@ -88,12 +90,13 @@ def tissue_mask(
     xarray.DataArray
         ``(y, x)`` booleans with the coordinates of that resolution; attrs ``threshold``.
     """
-    if mm is not None and slide.mm_x is None:
-        msg = "the slide's pixel size is unknown; pass mm=None to use its smallest level"
+    if mpp is not None and slide.mm_x is None:
+        msg = "the slide's pixel size is unknown; pass mpp=None to use its smallest level"
         raise MissingResolutionError(msg)
-    image = (
-        slide.level(slide.level_count - 1) if mm is None else slide.level(mm=max(mm, slide.mm_x))
-    )
+    if mpp is None:
+        image = slide.image(slide.level_count - 1)
+    else:
+        image = slide.image(downsample=max(1.0, to_mm(mpp, "um") / slide.mm_x))
     rgb = np.asarray(image.values)[..., :3]
     saturation = _saturation(rgb)
     cut = otsu_threshold(saturation.ravel()) if threshold is None else threshold

@@ -119,7 +119,7 @@ class TileSource:
         self._path, self._reader, self._bands_option = os.fspath(path), reader, bands
         self._slide = wsiarray.open(path, reader=reader)
         meta = self._slide.metadata
-        self.sizeY, self.sizeX = self._slide.dimensions
+        self.sizeY, self.sizeX = self._slide.shape
         tile_h, tile_w = meta.levels[0].tile
         if min(tile_w, tile_h) < 4 or max(tile_w, tile_h) / min(tile_w, tile_h) >= _MAX_TILE_ASPECT:
             tile_w = tile_h = _DEFAULT_TILE
@@ -151,7 +151,7 @@ class TileSource:
     def _virtual_levels(self) -> list[tuple[int, int]]:
         """For each virtual level: (file level to read, extra scale factor), as large_image's
         OpenSlide source maps them (the coarsest file level with at least as many pixels)."""
-        widths = [(w, h) for h, w in self._slide.level_dimensions]
+        widths = [(w, h) for h, w in self._slide.level_shapes]
         usable = [
             i
             for i, (w, h) in enumerate(widths)

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import abc
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from wsiarray.errors import LevelError
-
-if TYPE_CHECKING:
-    import zarr
-
-    from wsiarray.sources._store import ChunkStore
+from wsiarray.geometry import Resolution
 
 __all__ = ["AssociatedInfo", "LevelInfo", "SlideMetadata", "SlideSource"]
 
@@ -30,18 +24,12 @@ class LevelInfo:
     shape : tuple of int
         ``(height, width)`` in pixels of this level.
     tile : tuple of int
-        ``(tile_height, tile_width)`` of the native storage unit (tile or strip).
-    chunks : tuple of int, optional
-        ``(rows, cols)`` of a chunk of the level's zarr array: whole tiles; the tile by default.
+        ``(tile_height, tile_width)`` of the native storage unit (tile or strip): dask
+        chunks are whole tiles (:func:`wsiarray.chunks.dask_chunks`).
     """
 
     shape: tuple[int, int]
     tile: tuple[int, int]
-    chunks: tuple[int, int] = (0, 0)
-
-    def __post_init__(self) -> None:
-        if self.chunks == (0, 0):
-            object.__setattr__(self, "chunks", self.tile)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,25 +62,30 @@ class SlideMetadata:
     properties: Mapping[str, str] = field(default_factory=dict)
     associated: tuple[AssociatedInfo, ...] = ()
 
+    @property
+    def resolution(self) -> Resolution:
+        """Pixel size and magnification of level 0."""
+        return Resolution(self.mm_x, self.mm_y, self.magnification)
+
+    @property
+    def level_shapes(self) -> tuple[tuple[int, int], ...]:
+        """``(height, width)`` of every level, full resolution first."""
+        return tuple(level.shape for level in self.levels)
+
 
 class SlideSource(abc.ABC):
     """A slide file opened by one reader.
 
-    A reader implements :meth:`read_block` (pixels of a rectangle of one level) and
-    :meth:`read_associated`; the base class serves every level through a read-only zarr v3
-    store built on ``read_block`` (:attr:`store`, one array per level named ``"0"``, ``"1"``,
-    ..., dims ``(y, x, c)``, chunks of :attr:`LevelInfo.chunks`).
+    A reader implements :meth:`read_block` (pixels of a rectangle of one level, read from
+    the native tiles it covers) and :meth:`read_associated`; :meth:`read` is what wsiarray's
+    arrays call. ``read_block`` must be thread-safe: dask calls it from many threads at once.
 
-    :meth:`read`, what dask tasks call, reads with ``read_block`` directly: the store's
-    chunks are made by the same call, so both give identical pixels, but zarr 3's
-    synchronous API runs every chunk through one event-loop thread and capped a 2-core
-    whole-level read at ~310 MP/s where direct reads in dask's threads reach ~490 MP/s
-    (the decoder's limit). A 256-px patch decodes only the tiles it touches.
-
-    A source holds open file handles, so it is not pickled: pickle the path and options
-    instead (see :class:`wsiarray.sources.SourceSpec`), as wsiarray's dask graphs do.
-    Subclasses set ``name`` and :attr:`metadata` and implement :meth:`claims`, ``__init__``,
-    :meth:`read_block` and :meth:`read_associated`; ``read_block`` must be thread-safe.
+    A source holds open file handles, so it is not pickled: pickle its
+    :class:`wsiarray.sources.SourceSpec` instead, as wsiarray's dask graphs do, and read
+    through :data:`wsiarray.sources.source_cache`, which closes the files of the sources it
+    evicts. Subclasses set ``name`` and :attr:`metadata`, implement :meth:`claims`,
+    ``__init__``, :meth:`read_block` and :meth:`read_associated`, and :meth:`close` if they
+    hold files.
     """
 
     name: ClassVar[str]
@@ -118,38 +111,6 @@ class SlideSource(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release file handles."""
-
-    @functools.cached_property
-    def store(self) -> ChunkStore:
-        """Read-only zarr v3 store with one array per level (``"0"`` is full resolution)."""
-        from wsiarray.sources._store import ArraySpec, ChunkStore
-
-        meta = self.metadata
-        specs = [
-            ArraySpec((*lv.shape, len(meta.channels)), lv.chunks, meta.dtype) for lv in meta.levels
-        ]
-        return ChunkStore(specs, self._read_chunk, label=self.path.name)
-
-    def _read_chunk(self, level: int, row: int, col: int) -> np.ndarray:
-        (height, width), (rows, cols) = (
-            self.metadata.levels[level].shape,
-            self.metadata.levels[level].chunks,
-        )
-        y0, x0 = row * rows, col * cols
-        return self.read_block(level, y0, min(y0 + rows, height), x0, min(x0 + cols, width))
-
-    def level_array(self, level: int, /) -> zarr.Array:
-        """Return the zarr array of ``level`` (opened once, then cached)."""
-        n = len(self.metadata.levels)
-        if not 0 <= level < n:
-            msg = f"level={level!r} out of range for {self.path.name}, which has {n} level(s) (0..{n - 1})"
-            raise LevelError(msg)
-        cache: dict[int, zarr.Array] = self.__dict__.setdefault("_level_arrays", {})
-        if level not in cache:
-            import zarr
-
-            cache[level] = zarr.open_array(store=self.store, path=str(level), mode="r")
-        return cache[level]
 
     def read(self, level: int, rows: slice, cols: slice, /) -> np.ndarray:
         """Read ``[rows, cols]`` of a level (unit-step slices) as a ``(y, x, c)`` array."""

@@ -19,11 +19,12 @@ import threading
 import numpy as np
 import simplejpeg
 import tifffile
+from tifffile import COMPRESSION, PLANARCONFIG
+
+from wsiarray.sources._tifffile_internals import JCS_RGB, jpeg_colorspaces
 
 __all__ = ["JpegTileDecoder", "segments"]
 
-JPEG = 7
-JCS_RGB = 2  # libjpeg's J_COLOR_SPACE value, as tifffile's jpeg_decode_colorspace gives it
 SOI = b"\xff\xd8"
 SOS = b"\xff\xda"
 EOI = b"\xff\xd9"
@@ -103,18 +104,14 @@ class JpegTileDecoder:
         other colour spaces).
         """
         if (
-            keyframe.compression != JPEG
+            keyframe.compression != COMPRESSION.JPEG
             or not keyframe.is_tiled  # a last strip may be stored shorter
             or keyframe.parent.is_ndpi
-            or keyframe.planarconfig != 1
+            or keyframe.planarconfig != PLANARCONFIG.CONTIG
             or keyframe.bitspersample != 8
         ):
             return None
-        from tifffile.tifffile import jpeg_decode_colorspace
-
-        colorspace, outcolorspace = jpeg_decode_colorspace(
-            keyframe.photometric, keyframe.planarconfig, keyframe.extrasamples, keyframe.is_jfif
-        )
+        colorspace, outcolorspace = jpeg_colorspaces(keyframe)
         samples = keyframe.samplesperpixel
         grey = samples == 1 and (colorspace, outcolorspace) == (None, None)
         rgb = samples == 3 and outcolorspace == JCS_RGB and colorspace in (None, JCS_RGB)

@@ -1,12 +1,14 @@
 """Decode the native tiles (or strips) of one TIFF pyramid level into blocks.
 
-wsiarray serves TIFF levels through its :class:`~wsiarray.sources._store.ChunkStore` with
-chunks of many native tiles (about 1024 px a side) rather than through tifffile's zarr store
-with one chunk per tile: zarr 3 spends roughly as long on each chunk's bookkeeping as
-libjpeg-turbo spends decoding a 240-px tile, so tile-sized chunks ran at a quarter of the
-decoder's speed. Raw bytes are read with ``os.pread`` (thread-safe, releases the GIL).
-Tiled 8-bit grey and RGB JPEG is decoded by :class:`~wsiarray.sources._jpeg.JpegTileDecoder`;
-every other tile tifffile reads is decoded by tifffile.
+A dask chunk of a level (thousands of pixels a side) is one :meth:`LevelTiles.read` call
+that decodes its tiles in the calling thread, rather than one read per tile through
+tifffile's zarr store: zarr 3 spends roughly as long on each chunk's bookkeeping as
+libjpeg-turbo spends decoding a 240-px tile, and serves chunks on one event-loop thread, so
+tile-sized zarr chunks ran at a quarter of the decoder's speed. Raw bytes are read with
+``os.pread`` on the slide's one file descriptor (thread-safe: no shared file position;
+releases the GIL). Tiled 8-bit grey and RGB JPEG is decoded by
+:class:`~wsiarray.sources._jpeg.JpegTileDecoder`; every other tile tifffile reads is
+decoded by tifffile.
 """
 
 from __future__ import annotations
@@ -18,16 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from tifffile import COMPRESSION, PLANARCONFIG
 
 from wsiarray.errors import CorruptTileError
 from wsiarray.sources._jpeg import JpegTileDecoder
+from wsiarray.sources._tifffile_internals import decode_tile
 
-__all__ = ["SUPER_TILE", "LevelTiles"]
-
-#: Target side, in pixels, of one zarr chunk: whole native tiles adding up to about this.
-SUPER_TILE = 1024
-
-JPEG = 7
+__all__ = ["LevelTiles"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +47,9 @@ class LevelTiles:
     Parameters
     ----------
     path : Path
-        The file (reopened here for ``pread``).
+        The file, for error messages.
+    fd : int
+        An open descriptor of the file, read with ``pread``; owned (and closed) by the caller.
     level : int
         Level index, for error messages.
     series : tifffile.TiffPageSeries
@@ -57,12 +58,17 @@ class LevelTiles:
         Value of tiles the file does not store (sparse tiles).
     """
 
-    def __init__(self, path: Path, level: int, series: tifffile.TiffPageSeries, fill: int) -> None:
+    def __init__(
+        self, path: Path, fd: int, level: int, series: tifffile.TiffPageSeries, fill: int
+    ) -> None:
         self.path, self.level, self.fill = path, level, fill
+        self._fd = fd
         keyframe = series.keyframe
         self._keyframe = keyframe
         self.dtype = keyframe.dtype
-        contiguous_samples = keyframe.samplesperpixel > 1 and keyframe.planarconfig == 1
+        contiguous_samples = (
+            keyframe.samplesperpixel > 1 and keyframe.planarconfig == PLANARCONFIG.CONTIG
+        )
         tile_dims = keyframe.chunks[:-1] if contiguous_samples else keyframe.chunks
         self.tile: tuple[int, int] = (tile_dims[-2], tile_dims[-1])
         self.shape = (keyframe.imagelength, keyframe.imagewidth)
@@ -70,14 +76,16 @@ class LevelTiles:
             math.ceil(self.shape[0] / self.tile[0]),
             math.ceil(self.shape[1] / self.tile[1]),
         )
-        self.separate_samples = keyframe.planarconfig == 2 and keyframe.samplesperpixel > 1
+        self.separate_samples = (
+            keyframe.planarconfig == PLANARCONFIG.SEPARATE and keyframe.samplesperpixel > 1
+        )
         self.samples = keyframe.samplesperpixel
         # libjpeg decodes a tile whose end is missing (zeroed or cut off) with only a warning,
         # filling it with grey: such tiles must end with the EOI marker. NDPI's "tiles" are
         # restart intervals of one big JPEG: each ends with a restart marker (RST0-7), the
         # last with EOI, as OpenSlide checks too.
         self._end_markers: tuple[bytes, ...] = ()
-        if keyframe.compression == JPEG:
+        if keyframe.compression == COMPRESSION.JPEG:
             self._end_markers = (
                 (*(bytes((0xFF, m)) for m in range(0xD0, 0xD8)), b"\xff\xd9")
                 if keyframe.parent.is_ndpi
@@ -96,18 +104,15 @@ class LevelTiles:
                 )
             )
         self.bands = len(self._planes) * self.samples
-        self._fd = os.open(path, os.O_RDONLY)
 
-    def chunk_shape(self, target: int = SUPER_TILE) -> tuple[int, int]:
-        """Zarr chunk shape: whole tiles adding up to about ``target`` px, capped at the level."""
-        return tuple(  # type: ignore[return-value]
-            min(t * max(1, round(target / t)), s)
-            for t, s in zip(self.tile, self.shape, strict=True)
-        )
+    @property
+    def jpeg(self) -> JpegTileDecoder | None:
+        """The fast decoder of the level's JPEG tiles, or ``None`` where tifffile decodes them."""
+        return self._planes[0].jpeg
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Return pixels ``[y0:y1, x0:x1]`` as a ``(h, w, bands)`` array."""
-        # band-planar memory (see wsiarray.tree.band_planar): tiles are transposed as they are pasted
+        # band-planar memory (see wsiarray.arrays.band_planar): tiles are transposed as they are pasted
         out = np.empty((self.bands, y1 - y0, x1 - x0), dtype=self.dtype).transpose(1, 2, 0)
         th, tw = self.tile
         for ty in range(y0 // th, (y1 - 1) // th + 1):
@@ -144,13 +149,7 @@ class LevelTiles:
             decoded = plane.jpeg.decode(data) if plane.jpeg is not None else None
             if decoded is not None:
                 return decoded
-            tile = self._keyframe.decode(  # pads an edge tile stored at its cropped size
-                data,
-                index,
-                jpegtables=plane.jpegtables,
-                jpegheader=self._keyframe.jpegheader,
-                _fullsize=True,
-            )[0]
+            tile = decode_tile(self._keyframe, data, index, plane.jpegtables)
         except Exception as exc:
             msg = (
                 f"{self.path}: the tile at row {ty}, column {tx} of level {self.level} cannot be "
@@ -158,7 +157,6 @@ class LevelTiles:
                 "it again from the scanner or archive."
             )
             raise CorruptTileError(msg) from exc
-        tile = tile.reshape(tile.shape[-3:])
         return [tile[..., c] for c in range(tile.shape[-1])]
 
     def _tile_bytes(self, offset: int, count: int) -> bytes:
@@ -170,7 +168,3 @@ class LevelTiles:
             msg = "the JPEG data does not end with its end-of-image or restart marker"
             raise ValueError(msg)
         return data
-
-    def close(self) -> None:
-        """Close the file descriptor."""
-        os.close(self._fd)

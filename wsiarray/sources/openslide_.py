@@ -1,7 +1,6 @@
 """Reader for every format OpenSlide opens (MIRAX, VMS/VMU, DICOM WSI, and the TIFF vendors).
 
-Levels are served by a :class:`~wsiarray.sources._store.ChunkStore` whose chunks are
-``read_region`` calls. OpenSlide returns RGBA whose alpha only marks where the scanner
+A block of a level is one ``read_region`` call. OpenSlide returns RGBA whose alpha only marks where the scanner
 wrote no data; wsiarray composites it over OpenSlide's background colour and serves RGB.
 """
 
@@ -23,9 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["OpenSlideSource", "composite_over"]
 
-#: A store chunk spans whole native tiles and at least this many pixels a side, so that one
-#: ``read_region`` call is not spent on an 8-row NDPI strip.
-MIN_CHUNK = 512
+#: Tile side assumed where OpenSlide does not report a level's tiles.
 DEFAULT_TILE = 256
 
 
@@ -112,10 +109,7 @@ class OpenSlideSource(SlideSource):
             int(props.get(f"openslide.level[{level}].tile-{side}", DEFAULT_TILE))
             for side in ("height", "width")
         )
-        chunks = tuple(t * math.ceil(MIN_CHUNK / t) for t in tile)
-        return LevelInfo(
-            shape=(height, width), tile=(tile[0], tile[1]), chunks=(chunks[0], chunks[1])
-        )
+        return LevelInfo(shape=(height, width), tile=(tile[0], tile[1]))
 
     def _associated_info(self, props: dict[str, str]) -> list[AssociatedInfo]:
         infos = []

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, override
 
 import numpy as np
 import tifffile
+from tifffile import PHOTOMETRIC
 
 from wsiarray.errors import CorruptTileError, TruncatedFileError, UnsupportedFormatError
 from wsiarray.sources import _vendor
@@ -42,6 +43,8 @@ FORMATS = (
 TEXT_TAGS = ("ImageDescription", "Make", "Model", "Software", "DateTime", "Artist", "Copyright")
 
 RGB_BANDS = {3: ("R", "G", "B"), 4: ("R", "G", "B", "A")}
+#: Photometric interpretations whose samples are colour: R, G, B (stored as is, or as YCbCr).
+COLOUR = (PHOTOMETRIC.RGB, PHOTOMETRIC.YCBCR)
 
 
 class TifffileSource(SlideSource):
@@ -66,7 +69,6 @@ class TifffileSource(SlideSource):
     def __init__(self, path: Path, /, *, series: int | None = None, **options: Any) -> None:
         super().__init__(path, series=series, **options)
         _check_ifd_chain(path)
-        self._tiles: list[LevelTiles] = []
         self._tif = tifffile.TiffFile(path)
         self._associated_lock = threading.Lock()
         try:
@@ -74,8 +76,10 @@ class TifffileSource(SlideSource):
             self._check_axes()
             self._check_complete()
             fill = self._fillvalue()
+            # tiles are read with pread on tifffile's own descriptor: one per slide
+            fd = self._tif.filehandle.fileno()
             self._tiles = [
-                LevelTiles(path, i, level, fill) for i, level in enumerate(self._series.levels)
+                LevelTiles(path, fd, i, level, fill) for i, level in enumerate(self._series.levels)
             ]
             self.metadata = self._read_metadata()
         except BaseException:
@@ -183,7 +187,7 @@ class TifffileSource(SlideSource):
 
     def _level_info(self, level: int) -> LevelInfo:
         tiles = self._tiles[level]
-        return LevelInfo(shape=tiles.shape, tile=tiles.tile, chunks=tiles.chunk_shape())
+        return LevelInfo(shape=tiles.shape, tile=tiles.tile)
 
     @override
     def read_block(self, level: int, y0: int, y1: int, x0: int, x1: int, /) -> np.ndarray:
@@ -195,7 +199,7 @@ class TifffileSource(SlideSource):
             shape[axes.index("S")] if "S" in axes else shape[axes.index("C")] if "C" in axes else 1
         )
         photometric = self._series.keyframe.photometric
-        if "S" in axes and bands in RGB_BANDS and photometric in (2, 6):  # RGB, YCbCr
+        if "S" in axes and bands in RGB_BANDS and photometric in COLOUR:
             return RGB_BANDS[bands]
         if len(named) == bands and all(named) and len(set(named)) == bands:
             return named
@@ -224,7 +228,7 @@ class TifffileSource(SlideSource):
 
     def _fillvalue(self) -> int:
         """White for missing tiles of brightfield RGB slides, else zero."""
-        rgb = self._series.keyframe.photometric in (2, 6)
+        rgb = self._series.keyframe.photometric in COLOUR
         return 255 if rgb and self._series.dtype == np.uint8 else 0
 
     # -- SlideSource interface --------------------------------------------------------------
@@ -244,8 +248,6 @@ class TifffileSource(SlideSource):
 
     @override
     def close(self) -> None:
-        for tiles in self._tiles:
-            tiles.close()
         self._tif.close()
 
 

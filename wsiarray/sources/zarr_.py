@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, override
 import numpy as np
 
 from wsiarray.errors import UnsupportedFormatError
-from wsiarray.sources import ZARR_METADATA, _vendor
+from wsiarray.ngff import ZARR_METADATA
+from wsiarray.sources import _vendor
 from wsiarray.sources._base import AssociatedInfo, LevelInfo, SlideMetadata, SlideSource
 
 if TYPE_CHECKING:

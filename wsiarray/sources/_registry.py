@@ -1,0 +1,155 @@
+"""Which reader opens a file: the built-in readers, third-party ones, and sniffing the content.
+
+Built-in readers are listed here (importing ``importlib.metadata`` to scan entry points
+costs ~50 ms, which ``import wsiarray`` and the first read should not pay); third parties
+register under the ``wsiarray.readers`` entry-point group, scanned only when a reader is
+asked for by a name that is not built in, or when no built-in reader opens a file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from wsiarray.errors import (
+    ReaderUnavailableError,
+    SlideNotFoundError,
+    TruncatedFileError,
+    UnsupportedFormatError,
+    WsiArrayError,
+)
+from wsiarray.ngff import root_metadata
+from wsiarray.sources._base import SlideSource
+
+__all__ = ["BUILTIN_READERS", "ENTRY_POINT_GROUP", "available_readers", "open_source"]
+
+ENTRY_POINT_GROUP = "wsiarray.readers"
+#: The built-in readers, in the order ``reader="auto"`` tries them.
+BUILTIN_READERS = {
+    "tifffile": "wsiarray.sources.tifffile_:TifffileSource",
+    "openslide": "wsiarray.sources.openslide_:OpenSlideSource",
+    "pil": "wsiarray.sources.pil_:PilSource",
+    "zarr": "wsiarray.sources.zarr_:OmeZarrSource",
+}
+HEADER_BYTES = 512
+
+
+def available_readers() -> dict[str, str]:
+    """Return ``{reader name: "module:Class"}`` for built-in and entry-point readers, in try order."""
+    return BUILTIN_READERS | _plugin_readers()
+
+
+def _plugin_readers() -> dict[str, str]:
+    """Third-party readers (a plugin cannot replace a built-in reader of the same name)."""
+    from importlib.metadata import entry_points
+
+    return {
+        ep.name: ep.value
+        for ep in entry_points(group=ENTRY_POINT_GROUP)
+        if ep.name not in BUILTIN_READERS
+    }
+
+
+def _reader_targets() -> Iterator[tuple[str, str]]:
+    """``(name, "module:Class")`` in try order, scanning entry points only once built-ins are tried."""
+    yield from BUILTIN_READERS.items()
+    yield from _plugin_readers().items()
+
+
+def _reader_class(name: str, target: str | None = None) -> type[SlideSource]:
+    if target is None:
+        readers = BUILTIN_READERS if name in BUILTIN_READERS else available_readers()
+        if name not in readers:
+            msg = f"no reader named {name!r}; available readers: {', '.join(readers)}"
+            raise ReaderUnavailableError(msg)
+        target = readers[name]
+    module_name, _, attr = target.partition(":")
+    try:
+        module = __import__(module_name, fromlist=[attr])
+        return getattr(module, attr)  # type: ignore[no-any-return]
+    except (ImportError, AttributeError) as exc:
+        msg = f"the {name!r} reader ({target}) cannot be loaded: {exc}"
+        raise ReaderUnavailableError(msg) from exc
+
+
+def _check_path(path: Path) -> bytes:
+    """The first bytes of a file, or a zarr store directory's root metadata, for ``claims``."""
+    if not path.exists():
+        msg = f"no such file: {path}"
+        raise SlideNotFoundError(msg)
+    if path.is_dir():
+        metadata = root_metadata(path)
+        if metadata is not None:
+            return metadata.read_bytes()
+        msg = (
+            f"{path} is a directory, not a slide file. Pass the slide file itself: for MIRAX the "
+            ".mrxs file beside its data folder, for DICOM WSI one of the folder's instance files. "
+            "The only directories wsiarray opens are OME-Zarr stores (zarr.json at the top)."
+        )
+        raise UnsupportedFormatError(msg)
+    with path.open("rb") as fh:
+        header = fh.read(HEADER_BYTES)
+    if not header:
+        msg = f"{path} is empty (0 bytes); it is not a slide. Copy it again."
+        raise UnsupportedFormatError(msg)
+    return header
+
+
+def open_source(
+    path: str | os.PathLike[str],
+    /,
+    *,
+    reader: str = "auto",
+    options: Mapping[str, Any] | None = None,
+) -> SlideSource:
+    """Open ``path`` with the named reader, or with the first reader that can read it.
+
+    With ``reader="auto"`` each reader that recognises the file's first bytes is tried in
+    order (tifffile, openslide, pil, zarr, then third-party readers); the first that opens the
+    file wins. A directory is tried only when it is a zarr store (its root metadata stands
+    in for the first bytes). The caller owns the returned source and closes it.
+
+    Raises
+    ------
+    SlideNotFoundError
+        The path does not exist.
+    UnsupportedFormatError
+        No reader can read the file; the message says what each reader answered.
+    TruncatedFileError
+        The file is cut short.
+    ReaderUnavailableError
+        The named reader does not exist or cannot be imported.
+    """
+    file = Path(path).expanduser()
+    header = _check_path(file)
+    options = dict(options or {})
+    if reader != "auto":
+        return _try_open(_reader_class(reader), file, options)
+    answers = []
+    for name, target in _reader_targets():
+        cls = _reader_class(name, target)
+        if not cls.claims(file, header):
+            answers.append(f"{name}: does not recognise the content")
+            continue
+        try:
+            return _try_open(cls, file, options)
+        except TruncatedFileError:
+            raise
+        except UnsupportedFormatError as exc:
+            answers.append(f"{name}: {exc}")
+    msg = f"{file} is not a slide any reader can open (first bytes {header[:8]!r}). " + "; ".join(
+        answers
+    )
+    raise UnsupportedFormatError(msg)
+
+
+def _try_open(cls: type[SlideSource], path: Path, options: dict[str, Any]) -> SlideSource:
+    try:
+        return cls(path, **options)
+    except WsiArrayError:
+        raise
+    except Exception as exc:  # a reader library's own error: say which reader and why
+        msg = f"{cls.name} cannot read {path}: {type(exc).__name__}: {exc}"
+        raise UnsupportedFormatError(msg) from exc

@@ -1,0 +1,50 @@
+"""What dask graphs carry instead of open files: a slide's path, reader, options and file stamp."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wsiarray.ngff import root_metadata
+
+__all__ = ["SourceSpec"]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """Everything needed to reopen a slide, and to notice that its file changed.
+
+    ``stamp`` (file size and modification time) makes a changed file a different spec, so a
+    cached source of the old file is never used for it, and a source reopened for a spec
+    whose file has changed since is refused (:meth:`changed`). For a zarr store directory the
+    stamp is the root metadata file's: an export writes that file last, and a directory's
+    own mtime does not change when files deeper inside it do.
+    """
+
+    path: str
+    reader: str
+    options: tuple[tuple[str, Any], ...] = ()
+    stamp: tuple[int, int] = (0, 0)
+
+    @classmethod
+    def create(
+        cls, path: str | os.PathLike[str], reader: str, options: Mapping[str, Any]
+    ) -> SourceSpec:
+        """Build a spec for an existing file, with its current size and mtime as ``stamp``."""
+        resolved = Path(path).resolve()
+        return cls(str(resolved), reader, tuple(sorted(options.items())), _stamp(resolved))
+
+    def changed(self) -> bool:
+        """Whether the file's size or modification time differs from the stamp (or it is gone)."""
+        try:
+            return _stamp(Path(self.path)) != self.stamp
+        except OSError:
+            return True
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = (root_metadata(path) or path).stat()
+    return stat.st_size, stat.st_mtime_ns
