@@ -559,9 +559,7 @@ class _TileMap:
         """The tile in its full-size window, the rest filled with the background colour."""
         return self._padded(tile, self.placement[0][row], self.placement[1][col])  # type: ignore[index]
 
-    def _padded(
-        self, tile: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]
-    ) -> np.ndarray:
+    def _padded(self, tile: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
         """``tile`` placed at ``rows`` x ``cols`` of a full-size tile of background."""
         from wsiarray.arrays import pad_background
 

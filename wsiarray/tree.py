@@ -101,7 +101,11 @@ def image_coords(
     step_y = (meta.mm_y if known else 1.0) * downsample[0]  # type: ignore[operator]
     step_x = (meta.mm_x if known else 1.0) * downsample[1]  # type: ignore[operator]
     return {
-        "y": ("y", pixel_centres(*rows, step_y), {"units": units, "long_name": "distance from top"}),
+        "y": (
+            "y",
+            pixel_centres(*rows, step_y),
+            {"units": units, "long_name": "distance from top"},
+        ),
         "x": (
             "x",
             pixel_centres(*cols, step_x),
@@ -170,4 +174,3 @@ def build_tree(spec: SourceSpec, meta: SlideMetadata, *, chunks: ChunksLike = No
     for index, info in enumerate(meta.associated):
         nodes[f"/associated/{info.name}"] = _associated_dataset(spec, meta, index)
     return xr.DataTree.from_dict(nodes)
-

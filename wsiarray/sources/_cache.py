@@ -123,7 +123,9 @@ class SourceCache:
                 "time differs. Open it again with wsiarray.open to read the new file."
             )
             raise SlideChangedError(msg)
-        return self._keep(spec, open_source(spec.path, reader=spec.reader, options=dict(spec.options)))
+        return self._keep(
+            spec, open_source(spec.path, reader=spec.reader, options=dict(spec.options))
+        )
 
     def _keep(self, spec: SourceSpec, source: SlideSource) -> _Entry:
         """Store ``source`` under ``spec`` (or use the one another thread stored first), in use."""
