@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tifffile
 
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = Path(os.environ.get("WSIARRAY_TEST_DATA", REPO.parent / "shared" / "testdata")).resolve()
 
 
-def real_slide(relative: str) -> Path:
+def find_real_slide(relative: str) -> Path:
     """Path of a real slide in the shared test data; skips (with the reason) where absent."""
     path = TESTDATA / relative
     if not path.exists():
@@ -21,10 +24,28 @@ def real_slide(relative: str) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Keep generated samples out of the user's cache during tests."""
-    os.environ.setdefault("WSIARRAY_CACHE", str(tmp_path_factory.mktemp("cache")))
+real_slide = find_real_slide  # the module-level name the tests not yet moved to the fixture use
+
+
+@pytest.fixture(name="real_slide", scope="session")
+def real_slide_fixture() -> Callable[[str], Path]:
+    """``real_slide("aperio/CMU-1-Small-Region.svs")``: the path of a real slide in the shared
+    test data (``../shared/testdata``, or ``$WSIARRAY_TEST_DATA``); the test is skipped, with
+    the reason, where it is absent."""
+    return find_real_slide
+
+
+@pytest.fixture(scope="session")
+def pattern() -> Callable[..., np.ndarray]:
+    """``pattern(height, width, bands, dtype="uint8")``: deterministic content that differs in
+    every pixel and band, so that a misplaced tile or band shows."""
+
+    def make(height: int, width: int, bands: int, dtype: str = "uint8") -> np.ndarray:
+        y, x, c = np.mgrid[0:height, 0:width, 0:bands]
+        values = (y * 7 + x * 13 + c * 101) % (256 if dtype == "uint8" else 65521)
+        return values.astype(dtype)
+
+    return make
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +54,22 @@ def sample_svs() -> Path:
     import wsiarray
 
     return wsiarray.datasets.sample_slide()
+
+
+@pytest.fixture
+def damaged_ndpi(tmp_path: Path, real_slide: Callable[[str], Path]) -> Callable[..., Path]:
+    """``damaged_ndpi(level=, interval=)``: a copy of the real NDPI with one restart interval
+    of one level zeroed (OpenSlide refuses it too)."""
+
+    def damage(level: int, interval: int) -> Path:
+        source = real_slide("hamamatsu/test3-DAPI-2-(387).ndpi")
+        with tifffile.TiffFile(source) as tif:
+            page = tif.series[0].levels[level].pages[0]
+            offset, count = page.dataoffsets[interval], page.databytecounts[interval]
+        data = bytearray(source.read_bytes())
+        data[offset : offset + count] = bytes(count)
+        target = tmp_path / "damaged.ndpi"
+        target.write_bytes(bytes(data))
+        return target
+
+    return damage

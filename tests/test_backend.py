@@ -8,7 +8,6 @@ import pytest
 import xarray as xr
 
 import wsiarray as wa
-from tests.conftest import real_slide
 from wsiarray.backend import WsiArrayBackendEntrypoint
 
 NDPI = "hamamatsu/test3-DAPI-2-(387).ndpi"
@@ -19,12 +18,12 @@ NDPI = "hamamatsu/test3-DAPI-2-(387).ndpi"
     [wa.open_datatree, partial(xr.open_datatree, engine="wsiarray")],
     ids=["native", "engine"],
 )
-def test_engine_and_native_trees_are_identical(opener) -> None:
+def test_engine_and_native_trees_are_identical(opener, real_slide) -> None:
     path = real_slide(NDPI)
     xr.testing.assert_identical(opener(path), wa.open_datatree(path))
 
 
-def test_open_dataset_one_level() -> None:
+def test_open_dataset_one_level(real_slide) -> None:
     path = real_slide(NDPI)
     level1 = xr.open_dataset(path, engine="wsiarray", group="level1")
     assert level1.image.shape == (2432, 1984, 3)
@@ -36,7 +35,7 @@ def test_open_dataset_one_level() -> None:
     assert default.attrs["level"] == 0
 
 
-def test_chunks_follow_the_preferred_whole_tile_chunking() -> None:
+def test_chunks_follow_the_preferred_whole_tile_chunking(real_slide) -> None:
     path = real_slide(NDPI)
     dataset = xr.open_dataset(path, engine="wsiarray", chunks={})
     assert dataset.image.chunks[0] == (3072, 1792)
@@ -44,12 +43,12 @@ def test_chunks_follow_the_preferred_whole_tile_chunking() -> None:
     assert merged.image.chunks[0] == (4864,)
 
 
-def test_open_groups() -> None:
+def test_open_groups(real_slide) -> None:
     groups = xr.open_groups(real_slide(NDPI), engine="wsiarray")
     assert {"/level0", "/level3", "/associated/macro"} <= set(groups)
 
 
-def test_missing_group_names_the_ones_there() -> None:
+def test_missing_group_names_the_ones_there(real_slide) -> None:
     with pytest.raises(wa.LevelError, match="has no group 'level9'"):
         xr.open_dataset(real_slide(NDPI), engine="wsiarray", group="level9")
 
@@ -69,7 +68,7 @@ def test_guess_can_open_by_suffix(name: str, expected: bool) -> None:
     assert WsiArrayBackendEntrypoint().guess_can_open(name) is expected
 
 
-def test_guess_can_open_by_content(tmp_path) -> None:
+def test_guess_can_open_by_content(tmp_path, real_slide) -> None:
     import shutil
 
     import numpy as np

@@ -11,7 +11,6 @@ import tifffile
 from PIL import Image
 
 import wsiarray
-from tests.conftest import real_slide
 from wsiarray import cli
 from wsiarray.cli import main
 
@@ -19,7 +18,7 @@ CMU = "aperio/CMU-1-Small-Region.svs"
 NDPI = "hamamatsu/test3-DAPI-2-(387).ndpi"
 
 
-def test_info_json(capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_json(capsys: pytest.CaptureFixture[str], real_slide) -> None:
     assert main(["info", str(real_slide(NDPI)), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["format"] == "hamamatsu"
@@ -28,7 +27,7 @@ def test_info_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert info["associated"]["macro"] == [406, 1188, 3]
 
 
-def test_info_summary_and_level_table(capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_summary_and_level_table(capsys: pytest.CaptureFixture[str], real_slide) -> None:
     assert main(["info", str(real_slide(CMU))]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "format         aperio (read with tifffile)" in lines
@@ -39,14 +38,16 @@ def test_info_summary_and_level_table(capsys: pytest.CaptureFixture[str]) -> Non
     assert lines[-1].split() == ["0", "2220", "2967", "1", "20", "0.499", "240x240"]
 
 
-def test_info_unknown_resolution_and_exact_downsample(capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_unknown_resolution_and_exact_downsample(
+    capsys: pytest.CaptureFixture[str], real_slide
+) -> None:
     assert main(["info", str(real_slide("aperio/tcga-cr-7395-01a-01-ts1.svs"))]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "pixel size     unknown" in lines
     assert lines[-1].split() == ["1", "2221", "1783", "2.00045", "-", "-", "256x256"]
 
 
-def test_thumbnail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_thumbnail(tmp_path: Path, capsys: pytest.CaptureFixture[str], real_slide) -> None:
     output = tmp_path / "thumb.png"
     assert main(["thumbnail", str(real_slide(NDPI)), "-o", str(output), "--size", "300"]) == 0
     with Image.open(output) as image:
@@ -56,7 +57,9 @@ def test_thumbnail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif", ".npy"])
-def test_region_writes_the_same_pixels_as_slide_region(tmp_path: Path, suffix: str) -> None:
+def test_region_writes_the_same_pixels_as_slide_region(
+    tmp_path: Path, suffix: str, real_slide
+) -> None:
     path = real_slide(CMU)
     output = tmp_path / f"region{suffix}"
     args = ["--left", "0.2", "--top", "0.3", "--width", "0.4", "--height", "0.25"]
@@ -76,7 +79,7 @@ def test_region_writes_the_same_pixels_as_slide_region(tmp_path: Path, suffix: s
     np.testing.assert_array_equal(written, expected)
 
 
-def test_region_pad_outside_uses_background(tmp_path: Path) -> None:
+def test_region_pad_outside_uses_background(tmp_path: Path, real_slide) -> None:
     output = tmp_path / "pad.npy"
     args = ["--left", "2200", "--top", "0", "--width", "40", "--height", "10", "--pad"]
     assert main(["-q", "region", str(real_slide(CMU)), *args, "-o", str(output)]) == 0
@@ -94,7 +97,7 @@ def test_region_pad_outside_uses_background(tmp_path: Path) -> None:
     ],
 )
 def test_region_errors_are_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str, real_slide
 ) -> None:
     base = {"--left": "0", "--top": "0", "--width": "100", "--height": "100"}
     base.update(zip(args[::2], args[1::2], strict=True))
@@ -108,7 +111,7 @@ def test_region_errors_are_one_line(
 
 
 def test_region_too_big_for_one_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, real_slide
 ) -> None:
     monkeypatch.setattr(cli, "MAX_REGION_PIXELS", 100 * 100)
     args = ["--left", "0", "--top", "0", "--width", "101", "--height", "100"]
@@ -116,7 +119,9 @@ def test_region_too_big_for_one_file(
     assert "more than the 10,000 one image file takes" in capsys.readouterr().err
 
 
-def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_errors_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], real_slide
+) -> None:
     assert main(["frobnicate"]) == 2
     args = ["--left", "0", "--top", "0", "--width", "10", "--height", "10"]
     assert main(["region", str(real_slide(CMU)), *args, "-o", str(tmp_path / "r.bmpx")]) == 2
@@ -163,6 +168,7 @@ def test_progress_bar_on_stderr_unless_quiet(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     quiet: bool,
+    real_slide,
 ) -> None:
     monkeypatch.setattr(cli, "PROGRESS_AFTER", 0.0)
     output = tmp_path / "thumb.png"
@@ -175,7 +181,7 @@ def test_progress_bar_on_stderr_unless_quiet(
 
 
 def test_convert_round_trips_and_refuses_to_overwrite(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], real_slide
 ) -> None:
     source = real_slide(NDPI)
     output = tmp_path / "slide.ome.zarr"
@@ -209,7 +215,7 @@ def test_convert_round_trips_and_refuses_to_overwrite(
         "qptiff/small_vectra.qptiff",
     ],
 )
-def test_every_command_on_every_real_slide(tmp_path: Path, relative: str) -> None:
+def test_every_command_on_every_real_slide(tmp_path: Path, relative: str, real_slide) -> None:
     path = str(real_slide(relative))
     slide = wsiarray.open(path)
     assert main(["-q", "info", path]) == 0
@@ -231,7 +237,7 @@ def test_every_command_on_every_real_slide(tmp_path: Path, relative: str) -> Non
 
 
 def test_conflicting_options_upsample_and_sizes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], real_slide
 ) -> None:
     path = str(real_slide(CMU))
     box = ["--left", "0", "--top", "0", "--width", "10", "--height", "10"]

@@ -11,8 +11,6 @@ import pytest
 from PIL import Image
 
 import wsiarray
-from tests.conftest import real_slide
-from tests.test_errors import _damaged_ndpi
 from wsiarray import _display
 
 
@@ -22,7 +20,7 @@ def _preview_size(html: str) -> tuple[int, int]:
         return image.size
 
 
-def test_html_has_preview_summary_and_levels() -> None:
+def test_html_has_preview_summary_and_levels(real_slide) -> None:
     slide = wsiarray.open(real_slide("hamamatsu/test3-DAPI-2-(387).ndpi"))
     started = time.perf_counter()
     html = slide._repr_html_()
@@ -36,13 +34,15 @@ def test_html_has_preview_summary_and_levels() -> None:
     assert elapsed < 5  # small and fast: decodes only the smallest level
 
 
-def test_large_single_level_uses_the_vendor_thumbnail(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_single_level_uses_the_vendor_thumbnail(
+    monkeypatch: pytest.MonkeyPatch, real_slide
+) -> None:
     slide = wsiarray.open(real_slide("aperio/CMU-1-Small-Region.svs"))
     monkeypatch.setattr(_display, "PREVIEW_MAX_PIXELS", 1000)
     assert _preview_size(slide._repr_html_()) == (191, 256)  # the 574 x 768 thumbnail
 
 
-def test_no_preview_when_nothing_is_cheap(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_preview_when_nothing_is_cheap(monkeypatch: pytest.MonkeyPatch, real_slide) -> None:
     slide = wsiarray.open(real_slide("ome-tiff/OS-2-ndpi.ome.tif"))
     monkeypatch.setattr(_display, "PREVIEW_MAX_PIXELS", 1000)
     html = slide._repr_html_()
@@ -50,7 +50,7 @@ def test_no_preview_when_nothing_is_cheap(monkeypatch: pytest.MonkeyPatch) -> No
     assert "<td>2202</td><td>2202</td>" in html
 
 
-def test_fluorescence_preview_and_escaping() -> None:
+def test_fluorescence_preview_and_escaping(real_slide) -> None:
     slide = wsiarray.open(real_slide("qptiff/small_vectra.qptiff"))
     html = slide._repr_html_()
     assert _preview_size(html) == (256, 192)
@@ -58,8 +58,8 @@ def test_fluorescence_preview_and_escaping() -> None:
     assert "derived from the pixel size" in html
 
 
-def test_corrupt_tile_gives_a_message_not_an_exception(tmp_path: Path) -> None:
-    path = _damaged_ndpi(tmp_path, level=3, interval=0)
+def test_corrupt_tile_gives_a_message_not_an_exception(damaged_ndpi) -> None:
+    path = damaged_ndpi(level=3, interval=0)
     html = wsiarray.open(path)._repr_html_()
     assert "preview unavailable:" in html
     assert "row 0, column 0 of level 3 cannot be decoded" in html

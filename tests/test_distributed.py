@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 
 import wsiarray as wa
-from tests.conftest import real_slide
 
 distributed = pytest.importorskip("distributed", reason="the 'distributed' extra is not installed")
+
+# a LocalCluster's scheduler serves HTTP on 8787 even without a dashboard, and says so when
+# another process (a concurrent test run) holds that port
+pytestmark = pytest.mark.filterwarnings("ignore:Port 8787 is already in use:UserWarning")
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +23,7 @@ def client():
         yield client
 
 
-def test_whole_level_mean_on_a_cluster_equals_threaded(client) -> None:
+def test_whole_level_mean_on_a_cluster_equals_threaded(client, real_slide) -> None:
     slide = wa.open(real_slide("hamamatsu/test3-DAPI-2-(387).ndpi"), chunks=1024)
     image = slide.image(0)
     on_cluster = image.sum(("y", "x")).compute().values  # the client is the default scheduler here
@@ -29,19 +32,19 @@ def test_whole_level_mean_on_a_cluster_equals_threaded(client) -> None:
     assert len(client.scheduler_info()["workers"]) == 2
 
 
-def test_resampled_level_on_a_cluster_equals_threaded(client) -> None:
+def test_resampled_level_on_a_cluster_equals_threaded(client, real_slide) -> None:
     image = wa.open(real_slide("aperio/CMU-1-Small-Region.svs"), chunks=512).image(magnification=7)
     np.testing.assert_array_equal(image.compute().values, image.compute(scheduler="threads").values)
 
 
-def test_result_survives_a_worker_restart(client) -> None:
+def test_result_survives_a_worker_restart(client, real_slide) -> None:
     slide = wa.open(real_slide("aperio/CMU-1-Small-Region.svs"), chunks=480)
     expected = slide.image(0).sum(("y", "x")).compute(scheduler="threads").values
     client.restart()  # kills and restarts both worker processes: their open-slide caches are gone
     np.testing.assert_array_equal(slide.image(0).sum(("y", "x")).compute().values, expected)
 
 
-def test_a_worker_killed_mid_computation_does_not_change_the_result(client) -> None:
+def test_a_worker_killed_mid_computation_does_not_change_the_result(client, real_slide) -> None:
     import os
     import signal
     import time

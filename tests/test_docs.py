@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, real_slide
+REPO = Path(__file__).resolve().parents[1]
 
 DOCS = REPO / "docs"
 PAGES = [REPO / "README.md", *sorted(DOCS.rglob("*.md"))]
@@ -101,7 +101,7 @@ RUNNABLE_PAGES = [page for page in PAGES if any(runnable(page, b) for b in block
 # another process (a concurrent test run) holds that port
 @pytest.mark.filterwarnings("ignore:Port 8787 is already in use:UserWarning")
 @pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=_page_id)
-def test_page_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_page_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, real_slide) -> None:
     from wsiarray.cli import main
 
     monkeypatch.chdir(tmp_path)

@@ -10,7 +10,6 @@ import pytest
 import tifffile
 
 import wsiarray as wa
-from tests.conftest import real_slide
 
 SMALL_SVS = "aperio/CMU-1-Small-Region.svs"
 
@@ -46,7 +45,7 @@ def test_text_file_renamed_svs(tmp_path: Path) -> None:
     assert isinstance(info.value, ValueError)
 
 
-def test_unknown_reader() -> None:
+def test_unknown_reader(real_slide) -> None:
     with pytest.raises(
         wa.ReaderUnavailableError, match="available readers: tifffile, openslide, pil"
     ):
@@ -63,7 +62,7 @@ def test_named_reader_that_cannot_read(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fraction", [0.5, 0.9, 0.99])
-def test_truncated_file(tmp_path: Path, fraction: float) -> None:
+def test_truncated_file(tmp_path: Path, fraction: float, real_slide) -> None:
     data = real_slide(SMALL_SVS).read_bytes()
     cut = tmp_path / "cut.svs"
     cut.write_bytes(data[: int(len(data) * fraction)])
@@ -86,7 +85,7 @@ def test_truncated_level_data(tmp_path: Path) -> None:
         wa.open(path)
 
 
-def _corrupt_tile(tmp_path: Path, tile: int, how: str) -> Path:
+def _corrupt_tile(real_slide, tmp_path: Path, tile: int, how: str) -> Path:
     source = real_slide(SMALL_SVS)
     target = tmp_path / "corrupt.svs"
     shutil.copyfile(source, target)
@@ -107,8 +106,10 @@ def _corrupt_tile(tmp_path: Path, tile: int, how: str) -> Path:
 
 
 @pytest.mark.parametrize("how", ["garbage", "zeroed_tail", "zeroed_inside"])
-def test_corrupt_tile_fails_on_read_naming_the_tile(tmp_path: Path, how: str) -> None:
-    path = _corrupt_tile(tmp_path, tile=5, how=how)  # row 0, column 5 of a 10-column grid
+def test_corrupt_tile_fails_on_read_naming_the_tile(tmp_path: Path, how: str, real_slide) -> None:
+    path = _corrupt_tile(
+        real_slide, tmp_path, tile=5, how=how
+    )  # row 0, column 5 of a 10-column grid
     slide = wa.open(path, chunks=240)  # opening reads headers only: no error yet
     image = slide.image(0)
     assert image[:240, :240].values.shape == (240, 240, 3)  # other tiles still read
@@ -119,31 +120,18 @@ def test_corrupt_tile_fails_on_read_naming_the_tile(tmp_path: Path, how: str) ->
     assert "row 0, column 5 of level 0" in message
 
 
-def _damaged_ndpi(tmp_path: Path, level: int, interval: int) -> Path:
-    """The real NDPI with one restart interval of one level zeroed (OpenSlide refuses it too)."""
-    source = real_slide("hamamatsu/test3-DAPI-2-(387).ndpi")
-    with tifffile.TiffFile(source) as tif:
-        page = tif.series[0].levels[level].pages[0]
-        offset, count = page.dataoffsets[interval], page.databytecounts[interval]
-    data = bytearray(source.read_bytes())
-    data[offset : offset + count] = bytes(count)
-    target = tmp_path / "damaged.ndpi"
-    target.write_bytes(bytes(data))
-    return target
-
-
-def test_corrupt_ndpi_restart_interval_is_not_decoded_silently(tmp_path: Path) -> None:
+def test_corrupt_ndpi_restart_interval_is_not_decoded_silently(damaged_ndpi) -> None:
     # libjpeg decodes zeroed entropy data without complaint; the restart marker that must end
     # every NDPI "tile" is missing, which wsiarray (like OpenSlide) checks
-    path = _damaged_ndpi(tmp_path, level=3, interval=0)
+    path = damaged_ndpi(level=3, interval=0)
     slide = wa.open(path)
     assert slide.read(0, 8, 496, 8, level=3).shape == (8, 496, 3)  # the next interval reads
     with pytest.raises(wa.CorruptTileError, match="row 0, column 0 of level 3"):
         slide.read(0, 0, 496, 8, level=3)
 
 
-def test_corrupt_tile_fails_through_openslide_reader_too(tmp_path: Path) -> None:
-    path = _corrupt_tile(tmp_path, tile=5, how="zeroed_tail")
+def test_corrupt_tile_fails_through_openslide_reader_too(tmp_path: Path, real_slide) -> None:
+    path = _corrupt_tile(real_slide, tmp_path, tile=5, how="zeroed_tail")
     slide = wa.open(path, reader="openslide")
     with pytest.raises(wa.CorruptTileError, match=r"pixels y=0:240, x=1200:1440 of level 0"):
         slide.image(0)[:240, 1200:1440].to_numpy()
@@ -151,20 +139,10 @@ def test_corrupt_tile_fails_through_openslide_reader_too(tmp_path: Path) -> None
     assert slide.image(0)[:240, :240].values.shape == (240, 240, 3)
 
 
-def test_level_out_of_range() -> None:
+def test_level_out_of_range(real_slide) -> None:
     slide = wa.open(real_slide(SMALL_SVS))
     with pytest.raises(wa.LevelError, match=r"has 1 level\(s\) \(0..0\)"):
         slide.image(3)
-
-
-def test_pixel_budget_for_plain_images(tmp_path: Path) -> None:
-    from PIL import Image
-
-    png = tmp_path / "big.png"
-    Image.new("RGB", (300, 200)).save(png)
-    with pytest.raises(wa.PixelBudgetError, match="60,000 pixels, more than the budget of 1,000"):
-        wa.open(png, reader_options={"max_pixels": 1000})
-    assert wa.open(png).shape == (200, 300)
 
 
 def test_associated_images_read_concurrently_are_right(sample_svs: Path) -> None:

@@ -18,7 +18,6 @@ import xarray as xr
 import zarr
 
 import wsiarray as wa
-from tests.conftest import real_slide
 from wsiarray.sources import SourceSpec
 
 SVS = "aperio/CMU-1-Small-Region.svs"
@@ -28,7 +27,7 @@ NO_MM = "aperio/tcga-cr-7395-01a-01-ts1.svs"
 SLIDES = [SVS, NDPI, QPTIFF, "sample"]
 
 
-def _slide(name: str) -> wa.Slide:
+def _slide(real_slide, name: str) -> wa.Slide:
     return wa.open(wa.datasets.sample_slide() if name == "sample" else real_slide(name))
 
 
@@ -42,12 +41,14 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[wa.Slide, Path]]:
+def exported(
+    tmp_path_factory: pytest.TempPathFactory, real_slide
+) -> dict[str, tuple[wa.Slide, Path]]:
     """Each slide and its default export (file levels, zstd, associated images)."""
     out = tmp_path_factory.mktemp("export")
     result = {}
     for name in SLIDES:
-        slide = _slide(name)
+        slide = _slide(real_slide, name)
         result[name] = (slide, wa.write_ome_zarr(slide, out / f"{Path(name).stem}.zarr"))
     return result
 
@@ -128,7 +129,7 @@ def test_ngff_metadata_layout(exported: dict[str, tuple[wa.Slide, Path]]) -> Non
     ]
 
 
-def test_without_pixel_size_scale_is_in_base_pixels(tmp_path: Path) -> None:
+def test_without_pixel_size_scale_is_in_base_pixels(tmp_path: Path, real_slide) -> None:
     slide = wa.open(real_slide(NO_MM))
     store = wa.write_ome_zarr(slide, tmp_path / "nomm.zarr", associated=False)
     (multiscale,) = _attributes(store)["ome"]["multiscales"]
@@ -171,7 +172,7 @@ def test_xarray_zarr_engine_opens_the_tree(exported: dict[str, tuple[wa.Slide, P
     assert tree.attrs["ome"]["version"] == "0.5"
 
 
-def test_chunk_grid_is_the_one_asked_for(tmp_path: Path) -> None:
+def test_chunk_grid_is_the_one_asked_for(tmp_path: Path, real_slide) -> None:
     slide = wa.open(real_slide(SVS))
     store = wa.write_ome_zarr(slide, tmp_path / "c512.zarr", chunks=512, associated=False)
     array = zarr.open_array(store / "level0" / "image", mode="r")
@@ -189,7 +190,7 @@ def test_default_chunks_and_small_levels(exported: dict[str, tuple[wa.Slide, Pat
     assert zarr.open_array(store / "level3" / "image", mode="r").chunks == (3, 608, 496)
 
 
-def test_power_of_two_pyramid(tmp_path: Path) -> None:
+def test_power_of_two_pyramid(tmp_path: Path, real_slide) -> None:
     slide = wa.open(real_slide(SVS))
     store = wa.write_ome_zarr(slide, tmp_path / "p2.zarr", pyramid="power_of_two", associated=False)
     again = wa.open(store)
@@ -207,7 +208,7 @@ def test_power_of_two_pyramid(tmp_path: Path) -> None:
     assert scale == pytest.approx([1.0, slide.mm_y * 4, slide.mm_x * 4])
 
 
-def test_jpeg_round_trip(tmp_path: Path) -> None:
+def test_jpeg_round_trip(tmp_path: Path, real_slide) -> None:
     slide = wa.open(real_slide(SVS))
     store = wa.write_ome_zarr(slide, tmp_path / "jpeg.zarr", compressor="jpeg")
     codecs = json.loads((store / "level0" / "image" / "zarr.json").read_text())["codecs"]
@@ -226,7 +227,7 @@ def test_jpeg_round_trip(tmp_path: Path) -> None:
     assert store_bytes < original.nbytes / 5
 
 
-def test_jpeg_grey_and_tiny_levels(tmp_path: Path) -> None:
+def test_jpeg_grey_and_tiny_levels(tmp_path: Path, real_slide) -> None:
     slide = wa.open(real_slide("ome-tiff/test_pyramid.ome.tif"))  # 16, 8, 4 px, one channel
     again = wa.open(wa.write_ome_zarr(slide, tmp_path / "grey.zarr", compressor="jpeg"))
     assert again.level_shapes == slide.level_shapes
@@ -234,7 +235,7 @@ def test_jpeg_grey_and_tiny_levels(tmp_path: Path) -> None:
     assert np.abs(again.image(0).values.astype(int) - slide.image(0).values).max() < 16
 
 
-def test_jpeg_refuses_what_it_cannot_hold(tmp_path: Path) -> None:
+def test_jpeg_refuses_what_it_cannot_hold(tmp_path: Path, real_slide) -> None:
     path = tmp_path / "u16.tif"
     tifffile.imwrite(path, np.zeros((64, 64, 3), np.uint16), tile=(32, 32), photometric="rgb")
     with pytest.raises(wa.OptionError, match="8-bit images of 1 or 3 channels") as info:
@@ -254,12 +255,12 @@ def test_jpeg_refuses_what_it_cannot_hold(tmp_path: Path) -> None:
         ({"chunks": 8}, "at least 16"),
     ],
 )
-def test_bad_options(tmp_path: Path, option: dict, match: str) -> None:
+def test_bad_options(tmp_path: Path, option: dict, match: str, real_slide) -> None:
     with pytest.raises(wa.OptionError, match=match):
         wa.write_ome_zarr(wa.open(real_slide(SVS)), tmp_path / "x.zarr", **option)
 
 
-def test_existing_destination(tmp_path: Path) -> None:
+def test_existing_destination(tmp_path: Path, real_slide) -> None:
     slide = wa.open(real_slide("ome-tiff/test_pyramid.ome.tif"))
     store = wa.write_ome_zarr(slide, tmp_path / "out.zarr")
     with pytest.raises(wa.DestinationExistsError, match="overwrite=True") as info:
@@ -283,7 +284,7 @@ def test_existing_destination(tmp_path: Path) -> None:
 
 
 def test_failed_export_leaves_nothing_and_keeps_the_store_it_was_to_replace(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, real_slide
 ) -> None:
     import dask.array as da
 
@@ -385,7 +386,9 @@ def test_reads_are_thread_safe(exported: dict[str, tuple[wa.Slide, Path]]) -> No
         assert all(pool.map(read, boxes))
 
 
-def test_progress_bar_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_bar_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], real_slide
+) -> None:
     from dask.diagnostics import ProgressBar
 
     slide = wa.open(real_slide("ome-tiff/test_pyramid.ome.tif"))

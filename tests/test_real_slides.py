@@ -12,7 +12,8 @@ import pytest
 import tifffile
 
 import wsiarray as wa
-from tests.conftest import real_slide
+
+pytestmark = pytest.mark.compat
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ WITH_ASSOCIATED = _cases(lambda s: s.openslide_reads and s.associated)
 
 
 @pytest.fixture
-def case(request: pytest.FixtureRequest) -> tuple[Expected, wa.Slide]:
+def case(request: pytest.FixtureRequest, real_slide) -> tuple[Expected, wa.Slide]:
     expected: Expected = request.param
     return expected, wa.open(real_slide(expected.path))
 
@@ -277,7 +278,7 @@ def test_whole_level_mean_matches_numpy(case: tuple[Expected, wa.Slide]) -> None
     np.testing.assert_allclose(image.mean(("y", "x")).compute().values, expected)
 
 
-def test_dicom_folder_refused_with_reason() -> None:
+def test_dicom_folder_refused_with_reason(real_slide) -> None:
     """OpenSlide 4.0.1 cannot open the BPAEC DICOM instances (PlanarConfiguration is absent)."""
     folder = real_slide("dicom/BPAEC")
     with pytest.raises(wa.UnsupportedFormatError, match="is a directory"):

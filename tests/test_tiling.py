@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import wsiarray as wa
-from tests.conftest import real_slide
 from wsiarray.tiling import axis_tiles
 
 SVS = "aperio/CMU-1-Small-Region.svs"  # 2220 x 2967 at 20x
@@ -33,7 +32,7 @@ def test_axis_tiles(args, expected_widths) -> None:
     assert spans[-1][1] == stop
 
 
-def test_grid_geometry_and_tile_metadata() -> None:
+def test_grid_geometry_and_tile_metadata(real_slide) -> None:
     slide = wa.open(real_slide(SVS))
     grid = wa.TileGrid(slide, 512, 64)
     assert grid.shape == (7, 5)
@@ -47,7 +46,7 @@ def test_grid_geometry_and_tile_metadata() -> None:
     assert [t.index for t in grid][:3] == [(0, 0), (0, 1), (0, 2)]  # row-major
 
 
-def test_grid_at_a_magnification_over_a_region_in_mm() -> None:
+def test_grid_at_a_magnification_over_a_region_in_mm(real_slide) -> None:
     slide = wa.open(real_slide(NDPI))
     grid = wa.TileGrid(
         slide,
@@ -67,7 +66,7 @@ def test_grid_at_a_magnification_over_a_region_in_mm() -> None:
 
 
 @pytest.mark.parametrize("edges", [False, True])
-def test_to_dataarray_equals_the_tiles(edges: bool) -> None:
+def test_to_dataarray_equals_the_tiles(edges: bool, real_slide) -> None:
     slide = wa.open(real_slide(SVS), chunks=1000)
     grid = wa.TileGrid(slide, 300, 40, edges=edges)
     stack = grid.to_dataarray()
@@ -89,14 +88,14 @@ def test_to_dataarray_equals_the_tiles(edges: bool) -> None:
     )
 
 
-def test_to_dataarray_drop_keeps_full_tiles_only() -> None:
+def test_to_dataarray_drop_keeps_full_tiles_only(real_slide) -> None:
     grid = wa.TileGrid(wa.open(real_slide(SVS)), 512)
     stack = grid.to_dataarray(ragged="drop")
     assert stack.shape[:2] == (5, 4)  # 2967 // 512 rows, 2220 // 512 columns
 
 
 @pytest.mark.parametrize("edges", [False, True])
-def test_map_runs_one_task_per_chunk_of_tiles_and_equals_a_loop(edges: bool) -> None:
+def test_map_runs_one_task_per_chunk_of_tiles_and_equals_a_loop(edges: bool, real_slide) -> None:
     grid = wa.TileGrid(wa.open(real_slide(SVS)), 256, 32, edges=edges)
     means = grid.map(lambda tile: tile.reshape(-1, 3).mean(axis=0))
     assert means.dims == ("tile_y", "tile_x", "feature")
@@ -117,7 +116,7 @@ def test_map_runs_one_task_per_chunk_of_tiles_and_equals_a_loop(edges: bool) -> 
     assert scalar.dims == ("tile_y", "tile_x")
 
 
-def test_bad_grids() -> None:
+def test_bad_grids(real_slide) -> None:
     slide = wa.open(real_slide(SVS))
     with pytest.raises(ValueError, match="smaller than the tile size"):
         wa.TileGrid(slide, 100, 100)
@@ -125,7 +124,7 @@ def test_bad_grids() -> None:
         wa.TileGrid(slide, 100, region={"left": 5000, "top": 5000, "width": 10, "height": 10})
 
 
-def test_tile_position_in_mm_and_map_keyword_arguments() -> None:
+def test_tile_position_in_mm_and_map_keyword_arguments(real_slide) -> None:
     slide = wa.open(real_slide(SVS))
     grid = wa.TileGrid(slide, 512)
     tile = grid[2, 1]
@@ -138,7 +137,9 @@ def test_tile_position_in_mm_and_map_keyword_arguments() -> None:
 @pytest.mark.parametrize(
     ("offset", "edges"), [((100, 50), False), ((-100, -50), False), ((30, 30), True)]
 )
-def test_offset_grids_pad_and_stack_the_right_pixels(offset: tuple[int, int], edges: bool) -> None:
+def test_offset_grids_pad_and_stack_the_right_pixels(
+    offset: tuple[int, int], edges: bool, real_slide
+) -> None:
     grid = wa.TileGrid(wa.open(real_slide(SVS)), 300, 40, offset=offset, edges=edges)
     stack = grid.to_dataarray().to_numpy()
     (rows, cols) = grid.crops
@@ -150,7 +151,7 @@ def test_offset_grids_pad_and_stack_the_right_pixels(offset: tuple[int, int], ed
     np.testing.assert_array_equal(sums.values, stack.astype(np.int64).sum(axis=(2, 3)))
 
 
-def test_map_tiles_of_an_overlapping_grid_do_not_share_memory() -> None:
+def test_map_tiles_of_an_overlapping_grid_do_not_share_memory(real_slide) -> None:
     grid = wa.TileGrid(wa.open(real_slide(SVS)), 256, 64)
 
     def subtract_minimum(tile: np.ndarray) -> float:
@@ -162,14 +163,14 @@ def test_map_tiles_of_an_overlapping_grid_do_not_share_memory() -> None:
     np.testing.assert_array_equal(grid.map(subtract_minimum).compute().values, expected)
 
 
-def test_map_dtype_comes_from_a_real_tile() -> None:
+def test_map_dtype_comes_from_a_real_tile(real_slide) -> None:
     grid = wa.TileGrid(wa.open(real_slide(SVS)), 256)
     result = grid.map(lambda t: 0 if not t.any() else t.mean() / 255)  # 0 only on a black tile
     assert result.dtype == np.float64
     assert 0.5 < float(result.mean()) < 1
 
 
-def test_bad_ragged_and_empty_grids_are_refused() -> None:
+def test_bad_ragged_and_empty_grids_are_refused(real_slide) -> None:
     slide = wa.open(real_slide(SVS))
     with pytest.raises(wa.OptionError, match="ragged='crpo'"):
         wa.TileGrid(slide, 256).map(np.mean, ragged="crpo")  # type: ignore[arg-type]

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import wsiarray as wa
-from tests.conftest import real_slide
 from wsiarray.tissue import otsu_threshold
 
 SVS = "aperio/CMU-1-Small-Region.svs"
@@ -21,7 +20,7 @@ def test_otsu_separates_two_populations() -> None:
     assert (high <= cut).mean() < 0.001
 
 
-def test_mask_on_real_he_slide_follows_the_stain() -> None:
+def test_mask_on_real_he_slide_follows_the_stain(real_slide) -> None:
     slide = wa.open(real_slide(SVS))
     mask = wa.tissue_mask(slide)
     assert mask.dtype == bool
@@ -43,7 +42,7 @@ def test_mask_on_the_synthetic_sample_finds_its_blobs(sample_svs) -> None:
     assert agreement > 0.85
 
 
-def test_mask_without_pixel_size_uses_the_smallest_level() -> None:
+def test_mask_without_pixel_size_uses_the_smallest_level(real_slide) -> None:
     slide = wa.open(real_slide("aperio/tcga-cr-7395-01a-01-ts1.svs"))
     with pytest.raises(wa.MissingResolutionError):
         wa.tissue_mask(slide)
@@ -51,7 +50,7 @@ def test_mask_without_pixel_size_uses_the_smallest_level() -> None:
     assert mask.shape == slide.level_shapes[-1]
 
 
-def test_grid_with_a_mask_keeps_tissue_tiles_only() -> None:
+def test_grid_with_a_mask_keeps_tissue_tiles_only(real_slide) -> None:
     slide = wa.open(real_slide(SVS))
     mask = wa.tissue_mask(slide)
     grid = wa.TileGrid(slide, 256, magnification=10, mask=mask, min_tissue=0.5)

@@ -7,6 +7,7 @@ True
 """
 
 from wsiarray import datasets
+from wsiarray._version import __version__
 from wsiarray.api import open, open_datatree
 from wsiarray.errors import (
     CorruptTileError,
@@ -29,9 +30,6 @@ from wsiarray.export import write_ome_zarr
 from wsiarray.slide import Slide
 from wsiarray.tiling import Tile, TileGrid
 from wsiarray.tissue import tissue_mask
-
-#: The package version (the single source: pyproject reads it from here).
-__version__ = "0.1.0"
 
 __all__ = [
     "CorruptTileError",

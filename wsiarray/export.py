@@ -16,12 +16,10 @@ sizes, which one xarray Dataset cannot hold, so this way ``xr.open_datatree(path
 engine="zarr")`` opens the store as a tree shaped like wsiarray's own (``/level0/image``).
 OME-NGFF allows any dataset path relative to the image group; OME-Zarr readers follow it.
 
-Coordinates follow the NGFF convention that array indices are pixel centres: level 0 has
-``scale`` only (the physical origin is the centre of the first pixel) and level ``k`` adds
-the ``translation`` ``(downsample - 1) / 2`` level-0 pixels that puts the centre of its
-first pixel, which covers level-0 pixels ``[0, downsample)``, where it belongs. wsiarray's
-own coordinates measure from the image's corner: they are the OME ones plus half a level-0
-pixel. Without a pixel size, the axes carry no unit and the scale is in level-0 pixels.
+Coordinates follow the NGFF convention that array indices are pixel centres (the metadata
+is built by :mod:`wsiarray.ngff`, which the zarr reader shares). wsiarray's own coordinates
+measure from the image's corner: they are the OME ones plus half a level-0 pixel. Without a
+pixel size, the axes carry no unit and the scale is in level-0 pixels.
 """
 
 from __future__ import annotations
@@ -35,10 +33,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from wsiarray import ngff
+from wsiarray._version import __version__
 from wsiarray.chunks import DEFAULT_CHUNK
 from wsiarray.errors import DestinationExistsError, OptionError
-from wsiarray.ngff import ZARR_METADATA
-from wsiarray.sources.zarr_ import register_jpeg_codec
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -56,7 +54,7 @@ __all__ = [
     "write_ome_zarr",
 ]
 
-NGFF_VERSION = "0.5"
+NGFF_VERSION = ngff.NGFF_VERSION
 PYRAMIDS = ("levels", "power_of_two")
 COMPRESSORS = ("zstd", "jpeg", "none")
 #: JPEG quality (libjpeg scale). With :data:`JPEG_SUBSAMPLING` it measured 43.4 dB PSNR on
@@ -72,8 +70,6 @@ ZSTD_LEVEL = 3
 MIN_CHUNK = 16
 #: Largest side of a JPEG image (libjpeg's JPEG_MAX_DIMENSION).
 JPEG_MAX_SIDE = 65500
-
-_COLORS = {"R": "FF0000", "G": "00FF00", "B": "0000FF"}
 
 
 def write_ome_zarr(
@@ -188,7 +184,7 @@ def _write(
     written = _write_associated(root, slide, chunks, compressor) if associated else []
     meta = slide.metadata
     known = meta.mm_x is not None and meta.mm_y is not None
-    multiscale = _multiscale(
+    multiscale = ngff.multiscale_metadata(
         Path(slide.path).name,
         datasets,
         meta.mm_y if known else None,
@@ -206,9 +202,9 @@ def _write(
             "ome": {
                 "version": NGFF_VERSION,
                 "multiscales": [multiscale],
-                "omero": _omero(list(meta.channels), dtype),
+                "omero": ngff.omero_metadata(list(meta.channels), dtype),
             },
-            "wsiarray": _wsiarray_attrs(slide, pyramid, datasets, written),
+            ngff.WSIARRAY_KEY: _slide_attrs(slide, pyramid, datasets, written).to_json(),
         }
     )
 
@@ -260,7 +256,7 @@ def _check_destination(target: Path, slide_path: Path, *, overwrite: bool) -> bo
     if not overwrite:
         msg = f"{target} already exists and is not empty; pass overwrite=True (or --overwrite) to replace it"
         raise DestinationExistsError(msg)
-    is_store = target.is_dir() and any((target / name).is_file() for name in ZARR_METADATA)
+    is_store = target.is_dir() and ngff.root_metadata(target) is not None
     if not is_store or target.is_symlink():
         kind = "a file" if not target.is_dir() else "a directory that is not a zarr store"
         msg = (
@@ -361,8 +357,10 @@ def _write_associated(root: zarr.Group, slide: Slide, chunks: int, compressor: s
             {
                 "ome": {
                     "version": NGFF_VERSION,
-                    "multiscales": [_multiscale(name, [("image", 1.0, 1.0)], None, None)],
-                    "omero": _omero(list(image.coords["c"].values), pixels.dtype),
+                    "multiscales": [
+                        ngff.multiscale_metadata(name, [("image", 1.0, 1.0)], None, None)
+                    ],
+                    "omero": ngff.omero_metadata(list(image.coords["c"].values), pixels.dtype),
                 }
             }
         )
@@ -394,12 +392,12 @@ def _jpeg_encoder() -> type:
     codec hands it. This subclass copies the chunk to contiguous memory first and changes
     nothing else: its metadata is ``imagecodecs_jpeg`` with the same configuration, and
     the chunks are plain JPEG images that the unmodified codec decodes (it is used only
-    while writing; :func:`~wsiarray.sources.zarr_.register_jpeg_codec` registers the
+    while writing; :func:`~wsiarray.ngff.register_jpeg_codec` registers the
     original for reading).
     """
     from imagecodecs.zarr import Jpeg
 
-    register_jpeg_codec()
+    ngff.register_jpeg_codec()
 
     class ContiguousJpeg(Jpeg):  # type: ignore[misc]
         def _encode_sync(self, chunk_array: Any, chunk_spec: Any) -> Any:
@@ -410,85 +408,24 @@ def _jpeg_encoder() -> type:
     return ContiguousJpeg
 
 
-def _multiscale(
-    name: str,
-    datasets: list[tuple[str, float, float]],
-    mm_y: float | None,
-    mm_x: float | None,
-) -> dict[str, Any]:
-    """One ``multiscales`` entry: axes and per-level scale (and translation, below level 0)."""
-    unit = {"unit": "millimeter"} if mm_x is not None and mm_y is not None else {}
-    step_y, step_x = (float(mm_y), float(mm_x)) if unit else (1.0, 1.0)  # type: ignore[arg-type]
-    entries = []
-    for path, ds_y, ds_x in datasets:
-        transforms: list[dict[str, Any]] = [
-            {"type": "scale", "scale": [1.0, step_y * ds_y, step_x * ds_x]}
-        ]
-        shift = [0.0, step_y * (ds_y - 1) / 2, step_x * (ds_x - 1) / 2]
-        if any(shift):
-            transforms.append({"type": "translation", "translation": shift})
-        entries.append({"path": path, "coordinateTransformations": transforms})
-    return {
-        "name": name,
-        "axes": [
-            {"name": "c", "type": "channel"},
-            {"name": "y", "type": "space", **unit},
-            {"name": "x", "type": "space", **unit},
-        ],
-        "datasets": entries,
-    }
-
-
-def _omero(channels: list[str], dtype: np.dtype) -> dict[str, Any]:
-    """Transitional ``omero`` rendering metadata: channel labels, colours and windows."""
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        low, high = float(info.min), float(info.max)
-    else:
-        low, high = 0.0, 1.0
-    rgb = len(channels) in (3, 4) and list(channels[:3]) == ["R", "G", "B"]
-    return {
-        "channels": [
-            {
-                "label": str(name),
-                "color": _COLORS.get(str(name), "FFFFFF") if rgb else "FFFFFF",
-                "active": True,
-                "window": {"min": low, "max": high, "start": low, "end": high},
-            }
-            for name in channels
-        ],
-        "rdefs": {"model": "color" if rgb else "greyscale"},
-    }
-
-
-def _wsiarray_attrs(
+def _slide_attrs(
     slide: Slide, pyramid: str, datasets: list[tuple[str, float, float]], associated: list[str]
-) -> dict[str, Any]:
+) -> ngff.SlideAttrs:
     """Slide metadata that OME-NGFF has no place for, restored when the store is reopened."""
-    import wsiarray
-
     meta = slide.metadata
-    return {
-        "version": wsiarray.__version__,
-        "source": slide.path,
-        "format": meta.format,
-        "reader": meta.reader,
-        "mm_x": _float(meta.mm_x),
-        "mm_y": _float(meta.mm_y),
-        "magnification": _float(meta.magnification),
-        "magnification_derived": meta.magnification_derived,
-        "channels": list(meta.channels),
-        "background": [int(v) for v in meta.background],
-        "pyramid": pyramid,
-        "levels": [
-            {"path": path, "downsample_y": float(ds_y), "downsample_x": float(ds_x)}
-            for path, ds_y, ds_x in datasets
-        ],
-        "associated": associated,
-        "properties": dict(meta.properties),
-    }
-
-
-def _float(value: float | None) -> float | None:
-    """A plain float for JSON (numpy scalars are not JSON), or ``None``."""
-    return None if value is None else float(value)
+    return ngff.SlideAttrs(
+        version=__version__,
+        source=slide.path,
+        format=meta.format,
+        reader=meta.reader,
+        mm_x=meta.mm_x,
+        mm_y=meta.mm_y,
+        magnification=meta.magnification,
+        magnification_derived=meta.magnification_derived,
+        channels=meta.channels,
+        background=meta.background,
+        pyramid=pyramid,
+        levels=tuple(datasets),
+        associated=tuple(associated),
+        properties=meta.properties,
+    )

@@ -140,7 +140,7 @@ _TABLE_MARKERS = {0xDB, 0xC4}  # DQT, DHT
 
 def _split_jpeg(stream: bytes) -> tuple[bytes, bytes]:
     """Split a JPEG into (tables-only stream, abbreviated stream without DQT/DHT)."""
-    from wsiarray.sources._jpeg import EOI, SOI, segments
+    from wsiarray._jpeg_markers import EOI, SOI, segments
 
     header = segments(stream)
     scan = stream[2 + sum(map(len, header)) :]  # start of scan, entropy-coded data and EOI

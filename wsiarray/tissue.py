@@ -25,8 +25,13 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 
     Examples
     --------
-    >>> round(otsu_threshold(np.array([0.1] * 50 + [0.9] * 50)), 1)
-    0.5
+    >>> otsu_threshold(np.r_[np.linspace(0.0, 0.5, 300), np.linspace(0.3, 1.0, 100)])
+    0.4140625
+
+    Where many cuts separate the classes equally (empty bins between them), the lowest wins:
+
+    >>> round(otsu_threshold(np.array([0.1] * 50 + [0.9] * 50)), 3)
+    0.103
     """
     counts, edges = np.histogram(values, bins=bins)
     centres = (edges[:-1] + edges[1:]) / 2

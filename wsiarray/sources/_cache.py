@@ -15,7 +15,7 @@ import contextlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,9 @@ class SourceCache:
     size : int
         How many sources to keep open. Sources in use when evicted stay open until their
         last user is done, so at most ``size`` plus the number of reading threads are open.
+    opener : callable
+        ``opener(path, reader=..., options=...)`` opens a source (default
+        :func:`~wsiarray.sources.open_source`).
 
     Notes
     -----
@@ -54,8 +57,11 @@ class SourceCache:
     source and close the other.
     """
 
-    def __init__(self, size: int = CACHE_SIZE) -> None:
+    def __init__(
+        self, size: int = CACHE_SIZE, *, opener: Callable[..., SlideSource] = open_source
+    ) -> None:
         self.size = size
+        self._opener = opener
         self._entries: OrderedDict[SourceSpec, _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -72,9 +78,9 @@ class SourceCache:
         Raises
         ------
         WsiArrayError
-            What :func:`~wsiarray.sources.open_source` raises.
+            What the opener (:func:`~wsiarray.sources.open_source`) raises.
         """
-        source = open_source(path, reader=reader, options=options)
+        source = self._opener(path, reader=reader, options=options)
         spec = SourceSpec.create(source.path, source.name, source.options)
         entry = self._keep(spec, source)
         self._release(entry)
@@ -123,9 +129,8 @@ class SourceCache:
                 "time differs. Open it again with wsiarray.open to read the new file."
             )
             raise SlideChangedError(msg)
-        return self._keep(
-            spec, open_source(spec.path, reader=spec.reader, options=dict(spec.options))
-        )
+        source = self._opener(spec.path, reader=spec.reader, options=dict(spec.options))
+        return self._keep(spec, source)
 
     def _keep(self, spec: SourceSpec, source: SlideSource) -> _Entry:
         """Store ``source`` under ``spec`` (or use the one another thread stored first), in use."""

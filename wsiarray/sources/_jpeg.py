@@ -21,13 +21,11 @@ import simplejpeg
 import tifffile
 from tifffile import COMPRESSION, PLANARCONFIG
 
+from wsiarray._jpeg_markers import SOI, segments
 from wsiarray.sources._tifffile_internals import JCS_RGB, jpeg_colorspaces
 
-__all__ = ["JpegTileDecoder", "segments"]
+__all__ = ["ADOBE_RGB", "JpegTileDecoder"]
 
-SOI = b"\xff\xd8"
-SOS = b"\xff\xda"
-EOI = b"\xff\xd9"
 #: APP14 "Adobe" segment, version 100, no flags, transform 0: the components are RGB
 ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
 #: Markers that tell libjpeg the colour space: JFIF APP0, Adobe APP14
@@ -40,19 +38,6 @@ CORRUPTION_WARNINGS = (
     "bad arithmetic code",
     "instead of rst",
 )
-
-
-def segments(jpeg: bytes) -> list[bytes]:
-    """The marker segments of a JPEG stream between SOI and its first scan (or EOI)."""
-    found, position = [], 2  # after SOI
-    while position + 4 <= len(jpeg) and jpeg[position] == 0xFF:
-        marker = jpeg[position : position + 2]
-        if marker in (SOS, EOI):
-            break
-        end = position + 2 + int.from_bytes(jpeg[position + 2 : position + 4], "big")
-        found.append(jpeg[position:end])
-        position = end
-    return found
 
 
 def _has_colour_markers(jpeg: bytes) -> bool:

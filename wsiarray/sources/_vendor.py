@@ -8,10 +8,10 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+
+from wsiarray.units import length_unit, to_mm
 
 __all__ = [
-    "MM_PER_UNIT",
     "aperio_fields",
     "magnification_or_derived",
     "mm_from_mpp",
@@ -21,21 +21,6 @@ __all__ = [
     "philips_mm",
     "qptiff_channel_name",
 ]
-
-#: Millimetres per unit of length, for the unit spellings found in slide metadata.
-MM_PER_UNIT: Mapping[str, float] = {
-    "nm": 1e-6,
-    "µm": 1e-3,
-    "μm": 1e-3,
-    "um": 1e-3,
-    "micron": 1e-3,
-    "mm": 1.0,
-    "cm": 10.0,
-    "m": 1e3,
-}
-
-#: TIFF ResolutionUnit values: 2 = inch, 3 = centimetre (1 = no unit, ignored).
-_MM_PER_TIFF_UNIT = {2: 25.4, 3: 10.0}
 
 #: Fewer pixels per unit than this is a placeholder, not a scan resolution (large_image's rule).
 MIN_PLAUSIBLE_PIXELS_PER_UNIT = 100
@@ -49,20 +34,27 @@ def mm_from_mpp(mpp_x: object, mpp_y: object = None) -> tuple[float | None, floa
     """
     x = _positive_float(mpp_x)
     y = _positive_float(mpp_y) if mpp_y is not None else x
-    return (x / 1000 if x else None, y / 1000 if y else None)
+    return (to_mm(x, "um") if x else None, to_mm(y, "um") if y else None)
 
 
 def mm_from_resolution(
-    unit: int | None, x_resolution: float | None, y_resolution: float | None
+    unit: str | None, x_resolution: float | None, y_resolution: float | None
 ) -> tuple[float | None, float | None]:
-    """Millimetres per pixel from TIFF resolution tags, only when plausible.
+    """Millimetres per pixel from TIFF resolution tags (pixels per ``unit``), only when plausible.
 
     Tags with no unit, or fewer than 100 pixels per unit, are placeholders written by
     software that did not know the pixel size and are ignored (as large_image does).
+
+    Examples
+    --------
+    >>> mm_from_resolution("cm", 20000.0, 20000.0)
+    (0.0005, 0.0005)
+    >>> mm_from_resolution(None, 20000.0, 20000.0), mm_from_resolution("inch", 72.0, 72.0)
+    ((None, None), (None, None))
     """
-    mm_per_unit = _MM_PER_TIFF_UNIT.get(int(unit)) if unit is not None else None
-    if mm_per_unit is None:
+    if unit is None or length_unit(unit) is None:
         return None, None
+    mm_per_unit = to_mm(1.0, unit)
     result = []
     for resolution in (x_resolution, y_resolution):
         value = _positive_float(resolution)
@@ -116,8 +108,8 @@ def ome_pixel_metadata(
     for axis in "XY":
         value = _positive_float(pixels.get(f"PhysicalSize{axis}"))
         unit = pixels.get(f"PhysicalSize{axis}Unit", "µm")
-        factor = MM_PER_UNIT.get(unit)
-        sizes.append(value * factor if value is not None and factor else None)
+        known = value is not None and length_unit(unit) is not None
+        sizes.append(to_mm(value, unit) if known else None)  # type: ignore[arg-type]
     names = tuple(ch.get("Name") or "" for ch in pixels.findall(f"{prefix}Channel", ns))
     objective = root.find(f".//{prefix}Instrument/{prefix}Objective", ns)
     power = (

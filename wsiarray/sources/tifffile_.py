@@ -14,7 +14,7 @@ from typing import Any, ClassVar, override
 
 import numpy as np
 import tifffile
-from tifffile import PHOTOMETRIC
+from tifffile import PHOTOMETRIC, RESUNIT
 
 from wsiarray.errors import CorruptTileError, TruncatedFileError, UnsupportedFormatError
 from wsiarray.sources import _vendor
@@ -43,6 +43,8 @@ FORMATS = (
 TEXT_TAGS = ("ImageDescription", "Make", "Model", "Software", "DateTime", "Artist", "Copyright")
 
 RGB_BANDS = {3: ("R", "G", "B"), 4: ("R", "G", "B", "A")}
+#: TIFF ResolutionUnit values that name a length (1, no unit, is a placeholder: ignored).
+RESOLUTION_UNITS = {RESUNIT.INCH: "inch", RESUNIT.CENTIMETER: "cm"}
 #: Photometric interpretations whose samples are colour: R, G, B (stored as is, or as YCbCr).
 COLOUR = (PHOTOMETRIC.RGB, PHOTOMETRIC.YCBCR)
 
@@ -180,7 +182,7 @@ class TifffileSource(SlideSource):
         unit = tags.get("ResolutionUnit")
         xres, yres = tags.get("XResolution"), tags.get("YResolution")
         return _vendor.mm_from_resolution(
-            int(unit.value) if unit else None,
+            RESOLUTION_UNITS.get(int(unit.value)) if unit else None,
             _rational(xres.value) if xres else None,
             _rational(yres.value) if yres else None,
         )

@@ -12,7 +12,6 @@ imagecodecs' zarr 3 codec, registered here with zarr.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from collections.abc import Mapping
@@ -21,46 +20,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, override
 
 import numpy as np
 
+from wsiarray import ngff
 from wsiarray.errors import UnsupportedFormatError
-from wsiarray.ngff import ZARR_METADATA
 from wsiarray.sources import _vendor
 from wsiarray.sources._base import AssociatedInfo, LevelInfo, SlideMetadata, SlideSource
 
 if TYPE_CHECKING:
     import zarr
 
-__all__ = [
-    "JPEG_CODEC",
-    "MM_PER_NGFF_UNIT",
-    "OmeZarrSource",
-    "register_jpeg_codec",
-]
-
-#: Zarr v3 name of the JPEG codec (imagecodecs' ``imagecodecs.zarr.Jpeg``).
-JPEG_CODEC = "imagecodecs_jpeg"
-
-#: Millimetres per unit, for the UDUNITS-2 length units OME-NGFF axes use.
-MM_PER_NGFF_UNIT: Mapping[str, float] = {
-    "nanometer": 1e-6,
-    "micrometer": 1e-3,
-    "millimeter": 1.0,
-    "centimeter": 10.0,
-    "meter": 1e3,
-}
-
-
-@functools.cache
-def register_jpeg_codec() -> None:
-    """Register imagecodecs' zarr 3 JPEG codec with zarr under :data:`JPEG_CODEC` (once).
-
-    Any zarr-python reader of a JPEG-compressed export needs the same:
-    ``imagecodecs.zarr.register_codecs(["jpeg"])``, or the ``imagecodecs-zarr`` package,
-    which registers it through an entry point.
-    """
-    from imagecodecs.zarr import Jpeg
-    from zarr.registry import register_codec
-
-    register_codec(JPEG_CODEC, Jpeg)
+__all__ = ["OmeZarrSource"]
 
 
 class OmeZarrSource(SlideSource):
@@ -77,13 +45,13 @@ class OmeZarrSource(SlideSource):
     @classmethod
     @override
     def claims(cls, path: Path, header: bytes, /) -> bool:
-        return path.is_dir() and any((path / name).is_file() for name in ZARR_METADATA)
+        return ngff.root_metadata(path) is not None
 
     def __init__(self, path: Path, /, **options: Any) -> None:
         super().__init__(path, **options)
         import zarr
 
-        register_jpeg_codec()
+        ngff.register_jpeg_codec()
         try:
             group = zarr.open_group(str(path), mode="r")
         except (OSError, ValueError, json.JSONDecodeError) as exc:
@@ -99,28 +67,25 @@ class OmeZarrSource(SlideSource):
                 "layout; open the image group inside it)"
             )
             raise UnsupportedFormatError(msg)
-        extra = attrs.get("wsiarray") or {}
+        extra = ngff.SlideAttrs.from_json(attrs.get(ngff.WSIARRAY_KEY))
         self._levels = _Image.load(group, multiscales[0], str(path))
-        self._associated = self._associated_images(group, extra.get("associated") or [])
+        self._associated = self._associated_images(group, extra.associated if extra else ())
         version = str(ome.get("version") or multiscales[0].get("version") or "")
         self.metadata = self._metadata(self._levels, ome, extra, version)
 
     def _metadata(
-        self, image: _Image, ome: Mapping[str, Any], extra: Mapping[str, Any], version: str
+        self, image: _Image, ome: Mapping[str, Any], extra: ngff.SlideAttrs | None, version: str
     ) -> SlideMetadata:
         levels = tuple(
             LevelInfo(shape=(array.shape[image.y], array.shape[image.x]), tile=image.tile(array))
             for array in image.arrays
         )
         dtype = np.dtype(image.arrays[0].dtype)
-        channels = _channel_names(image.channels, dtype, extra.get("channels"), ome.get("omero"))
-        if extra:
-            mm_x, mm_y = _optional_float(extra.get("mm_x")), _optional_float(extra.get("mm_y"))
-            magnification = _optional_float(extra.get("magnification"))
-            derived = bool(extra.get("magnification_derived", False))
-            properties = {str(k): str(v) for k, v in (extra.get("properties") or {}).items()}
-            background = tuple(int(v) for v in extra.get("background", (255, 255, 255)))
-            fmt = str(extra.get("format") or "ome-zarr")
+        channels = ngff.channel_names(image.channels, dtype, extra, ome.get("omero"))
+        if extra is not None:
+            mm_x, mm_y, magnification = extra.mm_x, extra.mm_y, extra.magnification
+            derived, properties = extra.magnification_derived, dict(extra.properties)
+            background, fmt = extra.background, extra.format
         else:
             mm_y, mm_x = image.mm()
             magnification, derived = _vendor.magnification_or_derived(None, mm_x)
@@ -148,7 +113,7 @@ class OmeZarrSource(SlideSource):
         )
 
     @staticmethod
-    def _associated_images(group: zarr.Group, order: list[str]) -> dict[str, _Image]:
+    def _associated_images(group: zarr.Group, order: tuple[str, ...]) -> dict[str, _Image]:
         """The image groups under ``associated/``, in the order the export listed them."""
         import zarr
 
@@ -203,7 +168,7 @@ class _Image:
         """Open the datasets of ``multiscale``, checking that they are 2-D images."""
         import zarr
 
-        axes, types, units = _axes(multiscale.get("axes"), where)
+        axes, types, units = ngff.parse_axes(multiscale.get("axes"), where)
         arrays, scales = [], []
         for dataset in multiscale.get("datasets") or []:
             try:
@@ -215,7 +180,7 @@ class _Image:
                 msg = f"{where}: dataset {dataset['path']!r} is not a {len(axes)}-D array"
                 raise UnsupportedFormatError(msg)
             arrays.append(array)
-            scales.append(_scale(dataset.get("coordinateTransformations"), len(axes)))
+            scales.append(ngff.parse_scale(dataset.get("coordinateTransformations"), len(axes)))
         if not arrays:
             msg = f"{where}: the multiscale lists no datasets"
             raise UnsupportedFormatError(msg)
@@ -249,7 +214,7 @@ class _Image:
         """``(mm_y, mm_x)`` of a level-0 pixel from its scale and the axes' units, if known."""
         result = []
         for axis in (self.y, self.x):
-            factor = MM_PER_NGFF_UNIT.get(self.units[axis] or "")
+            factor = ngff.unit_mm(self.units[axis])
             value = self.scales[0][axis]
             ok = factor is not None and math.isfinite(value) and value > 0
             result.append(value * factor if ok else None)  # type: ignore[operator]
@@ -267,61 +232,3 @@ class _Image:
             return block[..., np.newaxis]
         # after integer indexing the kept axes are in order; c precedes y and x (NGFF order)
         return np.moveaxis(block, 0, -1)
-
-
-def _axes(axes: Any, where: str) -> tuple[list[str], list[str | None], list[str | None]]:
-    """Names, types and units of the axes (dicts since NGFF 0.4, names in 0.3)."""
-    if not axes:
-        msg = f"{where}: the multiscale has no axes (OME-NGFF before 0.3 is not supported)"
-        raise UnsupportedFormatError(msg)
-    names, types, units = [], [], []
-    for axis in axes:
-        entry = axis if isinstance(axis, Mapping) else {"name": str(axis)}
-        name = str(entry.get("name"))
-        kind = entry.get("type") or {"c": "channel", "t": "time"}.get(
-            name, "space" if name in ("z", "y", "x") else None
-        )
-        names.append(name)
-        types.append(kind)
-        units.append(entry.get("unit"))
-    if types[-2:] != ["space", "space"]:
-        msg = f"{where}: the axes {names} do not end in two space axes (y, x)"
-        raise UnsupportedFormatError(msg)
-    return names, types, units
-
-
-def _scale(transforms: Any, ndim: int) -> list[float]:
-    for transform in transforms or []:
-        if isinstance(transform, Mapping) and transform.get("type") == "scale":
-            values = transform.get("scale")
-            if isinstance(values, list) and len(values) == ndim:
-                return [float(v) for v in values]
-    return [1.0] * ndim
-
-
-def _channel_names(count: int, dtype: np.dtype, stored: Any, omero: Any) -> tuple[str, ...]:
-    """Channel names: wsiarray's attribute, else distinct omero labels, else as tifffile names them.
-
-    Unlabelled 8-bit images of 3 or 4 channels are taken for RGB(A); one channel is ``L``,
-    other counts ``C0``, ``C1``, ...
-    """
-    if isinstance(stored, list) and len(stored) == count:
-        return tuple(str(name) for name in stored)
-    labels = []
-    if isinstance(omero, Mapping):
-        labels = [c.get("label") for c in omero.get("channels") or [] if isinstance(c, Mapping)]
-    if (
-        len(labels) == count
-        and all(isinstance(label, str) and label for label in labels)
-        and len(set(labels)) == count
-    ):
-        return tuple(labels)  # type: ignore[arg-type]
-    if count == 1:
-        return ("L",)
-    if dtype == np.uint8 and count in (3, 4):
-        return ("R", "G", "B", "A")[:count]
-    return tuple(f"C{i}" for i in range(count))
-
-
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)

@@ -8,16 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image
 
 import wsiarray as wa
-
-
-def _pattern(height: int, width: int, bands: int, dtype: str = "uint8") -> np.ndarray:
-    """Deterministic content that differs in every pixel and band (so misplaced tiles show)."""
-    y, x, c = np.mgrid[0:height, 0:width, 0:bands]
-    values = (y * 7 + x * 13 + c * 101) % (256 if dtype == "uint8" else 65521)
-    return values.astype(dtype)
 
 
 def _write_pyramid(
@@ -44,9 +36,11 @@ def _write_pyramid(
 @pytest.mark.parametrize(
     "compression", ["zlib", "lzw", "jpeg2000", None], ids=["deflate", "lzw", "jpeg2000", "raw"]
 )
-def test_odd_sized_pyramid_round_trips_exactly(tmp_path: Path, compression: str | None) -> None:
+def test_odd_sized_pyramid_round_trips_exactly(
+    tmp_path: Path, compression: str | None, pattern
+) -> None:
     """Odd sizes, edge tiles and a non-power-of-two downsample (3), lossless codecs."""
-    base = _pattern(1001, 777, 3)
+    base = pattern(1001, 777, 3)
     levels = [base, base[::3, ::3].copy(), base[::9, ::9].copy()]
     path = tmp_path / "odd.ome.tif"
     _write_pyramid(path, levels, tile=128, compression=compression, ome=True)
@@ -59,9 +53,9 @@ def test_odd_sized_pyramid_round_trips_exactly(tmp_path: Path, compression: str 
     np.testing.assert_array_equal(slide.image(0)[990:, 700:].values, base[990:, 700:])
 
 
-def test_missing_resolution_gives_pixel_coordinates(tmp_path: Path) -> None:
+def test_missing_resolution_gives_pixel_coordinates(tmp_path: Path, pattern) -> None:
     path = tmp_path / "nompp.tif"
-    _write_pyramid(path, [_pattern(300, 400, 3)], tile=64, compression="zlib")
+    _write_pyramid(path, [pattern(300, 400, 3)], tile=64, compression="zlib")
     slide = wa.open(path)
     assert slide.metadata.format == "generic-tiff"
     assert slide.mm_x is None
@@ -71,10 +65,10 @@ def test_missing_resolution_gives_pixel_coordinates(tmp_path: Path) -> None:
     np.testing.assert_allclose(image.x.values[:2], [0.5, 1.5])
 
 
-def test_resolution_tags_give_mm_and_derived_magnification(tmp_path: Path) -> None:
+def test_resolution_tags_give_mm_and_derived_magnification(tmp_path: Path, pattern) -> None:
     path = tmp_path / "res.tif"
     _write_pyramid(
-        path, [_pattern(256, 256, 3)], tile=64, compression="zlib", resolution=(40000.0, 40000.0)
+        path, [pattern(256, 256, 3)], tile=64, compression="zlib", resolution=(40000.0, 40000.0)
     )
     slide = wa.open(path)
     assert slide.mm_x == pytest.approx(10 / 40000)  # 0.25 µm
@@ -82,9 +76,9 @@ def test_resolution_tags_give_mm_and_derived_magnification(tmp_path: Path) -> No
     assert slide.metadata.magnification_derived
 
 
-def test_rgba_keeps_alpha_band(tmp_path: Path) -> None:
+def test_rgba_keeps_alpha_band(tmp_path: Path, pattern) -> None:
     path = tmp_path / "rgba.tif"
-    data = _pattern(200, 300, 4)
+    data = pattern(200, 300, 4)
     tifffile.imwrite(
         path,
         data,
@@ -98,9 +92,9 @@ def test_rgba_keeps_alpha_band(tmp_path: Path) -> None:
     np.testing.assert_array_equal(slide.image(0).values, data)
 
 
-def test_sixteen_bit_single_channel(tmp_path: Path) -> None:
+def test_sixteen_bit_single_channel(tmp_path: Path, pattern) -> None:
     path = tmp_path / "grey16.tif"
-    data = _pattern(300, 200, 1, "uint16")[..., 0]
+    data = pattern(300, 200, 1, "uint16")[..., 0]
     tifffile.imwrite(path, data, tile=(64, 64), compression="zlib")
     slide = wa.open(path)
     image = slide.image(0)
@@ -109,9 +103,9 @@ def test_sixteen_bit_single_channel(tmp_path: Path) -> None:
     np.testing.assert_array_equal(image.values[..., 0], data)
 
 
-def test_multichannel_ome_uses_channel_names(tmp_path: Path) -> None:
+def test_multichannel_ome_uses_channel_names(tmp_path: Path, pattern) -> None:
     path = tmp_path / "fluo.ome.tif"
-    data = np.moveaxis(_pattern(128, 160, 3, "uint16"), -1, 0)  # CYX
+    data = np.moveaxis(pattern(128, 160, 3, "uint16"), -1, 0)  # CYX
     metadata = {
         "axes": "CYX",
         "Channel": {"Name": ["DAPI", "CD3", "PanCK"]},
@@ -130,39 +124,6 @@ def test_z_stacks_are_refused_with_a_reason(tmp_path: Path) -> None:
     tifffile.imwrite(path, np.zeros((3, 64, 64), np.uint8), metadata={"axes": "ZYX"}, ome=True)
     with pytest.raises(wa.UnsupportedFormatError, match="Z=3"):
         wa.open(path)
-
-
-@pytest.mark.parametrize(("mode", "bands"), [("RGB", 3), ("RGBA", 4), ("L", 1)])
-def test_plain_png_is_a_one_level_slide(tmp_path: Path, mode: str, bands: int) -> None:
-    data = _pattern(1500, 1100, bands)
-    path = tmp_path / f"plain-{mode}.png"
-    Image.fromarray(data[..., 0] if bands == 1 else data, mode).save(path)
-    slide = wa.open(path)
-    assert slide.metadata.reader == "pil"
-    assert slide.metadata.format == "png"
-    assert slide.level_count == 1
-    assert slide.mm_x is None
-    np.testing.assert_array_equal(slide.image(0).values, data)
-    np.testing.assert_array_equal(slide.image(0)[1000:, 1050:].values, data[1000:, 1050:])
-
-
-def test_plain_jpeg(tmp_path: Path) -> None:
-    data = _pattern(300, 500, 3)
-    path = tmp_path / "photo.jpg"
-    Image.fromarray(data).save(path, quality=95)
-    slide = wa.open(path)
-    with Image.open(path) as image:
-        np.testing.assert_array_equal(slide.image(0).values, np.asarray(image.convert("RGB")))
-
-
-def test_truncated_png_fails_on_read(tmp_path: Path) -> None:
-    path = tmp_path / "cut.png"
-    Image.fromarray(_pattern(500, 500, 3)).save(path)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    slide = wa.open(path)
-    with pytest.raises(wa.CorruptTileError, match="cannot be decoded"):
-        slide.image(0).to_numpy()
 
 
 def test_jpeg_edge_tiles_stored_at_their_cropped_size(tmp_path: Path) -> None:

@@ -1,19 +1,24 @@
-"""Slide.level and Slide.region on real slides: resolutions, units, clipping, padding."""
+"""The Slide: the image at any resolution, regions, patches, pickling, light imports."""
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import dask
 import numpy as np
 import pytest
 
 import wsiarray as wa
-from tests.conftest import real_slide
 
 NDPI = "hamamatsu/test3-DAPI-2-(387).ndpi"  # 40x, 0.228 µm/px, levels 1/2/4/8
 SVS = "aperio/CMU-1-Small-Region.svs"  # 20x, one level
 
 
 @pytest.fixture(scope="module")
-def ndpi() -> wa.Slide:
+def ndpi(real_slide) -> wa.Slide:
     return wa.open(real_slide(NDPI))
 
 
@@ -42,7 +47,7 @@ def test_integer_factor_between_levels_is_a_block_mean(ndpi: wa.Slide) -> None:
     np.testing.assert_allclose(image.x.values[:2], np.array([0.5, 1.5]) * 16 * ndpi.mm_x)
 
 
-def test_non_integer_factor_is_seamless_across_chunks() -> None:
+def test_non_integer_factor_is_seamless_across_chunks(real_slide) -> None:
     fine = wa.open(real_slide(NDPI), chunks=256).image(magnification=15)
     whole = wa.open(real_slide(NDPI), chunks=8192).image(magnification=15)
     assert fine.attrs["read_level"] == 1
@@ -117,7 +122,7 @@ def test_region_errors(ndpi: wa.Slide) -> None:
     assert (outside.values == 255).all()
 
 
-def test_missing_mpp_refuses_physical_units() -> None:
+def test_missing_mpp_refuses_physical_units(real_slide) -> None:
     slide = wa.open(real_slide("aperio/tcga-cr-7395-01a-01-ts1.svs"))
     with pytest.raises(wa.MissingResolutionError, match="pixel size is unknown"):
         slide.region(0, 0, 1, 1, units="mm")
@@ -126,8 +131,48 @@ def test_missing_mpp_refuses_physical_units() -> None:
     assert slide.region(0, 0, 10, 10).shape == (10, 10, 3)
 
 
-def test_region_on_openslide_reader_equals_tifffile_reader() -> None:
+def test_region_on_openslide_reader_equals_tifffile_reader(real_slide) -> None:
     path = real_slide(SVS)
     a = wa.open(path).region(500, 600, 700, 300, magnification=10)
     b = wa.open(path, reader="openslide").region(500, 600, 700, 300, magnification=10)
     np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_slide_pickles(real_slide) -> None:
+    slide = wa.open(real_slide(SVS), chunks=1000)
+    clone = pickle.loads(pickle.dumps(slide))
+    assert clone.level_shapes == slide.level_shapes
+    assert clone.image(0).chunks == slide.image(0).chunks
+    np.testing.assert_array_equal(clone.image(0)[:50, :50].values, slide.image(0)[:50, :50].values)
+
+
+def test_concurrent_reads_give_identical_pixels(real_slide) -> None:
+    slide = wa.open(real_slide(NDPI), chunks=512)
+    image = slide.image(0)
+    with dask.config.set(scheduler="threads", num_workers=8):
+        threaded = image.sum(("y", "x")).compute().values
+    with dask.config.set(scheduler="synchronous"):
+        serial = image.sum(("y", "x")).compute().values
+    np.testing.assert_array_equal(threaded, serial)
+
+
+def test_read_is_a_numpy_fast_path(tmp_path: Path, real_slide) -> None:
+    slide = wa.open(real_slide(NDPI))
+    patch = slide.read(1000, 2000, 256, 128, level=1)
+    assert isinstance(patch, np.ndarray)
+    np.testing.assert_array_equal(patch, slide.image(1)[2000:2128, 1000:1256].to_numpy())
+    assert slide.read(1900, 0, 500, 10, level=1).shape == (10, 84, 3)  # clipped at the right edge
+    with pytest.raises(wa.RegionError, match="outside level 1"):
+        slide.read(5000, 0, 10, 10, level=1)
+
+
+def test_importing_and_reading_a_patch_loads_no_xarray_dask_or_zarr(real_slide) -> None:
+    script = (
+        "import sys, wsiarray as wa\n"
+        f"wa.open({str(real_slide(SVS))!r}).read(0, 0, 256, 256)\n"
+        "print(sorted(m for m in ('xarray', 'dask', 'zarr', 'pandas') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"

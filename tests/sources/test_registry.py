@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 import wsiarray as wa
-from tests.conftest import real_slide
 
 
 class _CountingEntryPoints:
@@ -31,7 +30,7 @@ class _CountingEntryPoints:
 
 
 def test_third_party_readers_come_after_built_ins_and_are_scanned_only_when_needed(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, real_slide
 ) -> None:
     from wsiarray.sources import BUILTIN_READERS, available_readers, open_source
 

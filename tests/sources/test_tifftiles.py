@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from tests.conftest import real_slide
+from wsiarray._jpeg_markers import SOI
 from wsiarray.errors import CorruptTileError
-from wsiarray.sources._jpeg import ADOBE_RGB, SOI
+from wsiarray.sources._jpeg import ADOBE_RGB
 from wsiarray.sources._tifftiles import LevelTiles
 from wsiarray.synthetic import write_aperio_svs
 
@@ -49,7 +49,9 @@ def _assert_reads_like_tifffile(tiles: LevelTiles, series: tifffile.TiffPageSeri
         ("ome-tiff/OS-2-ndpi.ome.tif", "YCbCr"),  # JFIF
     ],
 )
-def test_real_rgb_jpeg_tiles_decode_as_rgbx(relative: str, components: str, level_tiles) -> None:
+def test_real_rgb_jpeg_tiles_decode_as_rgbx(
+    relative: str, components: str, level_tiles, real_slide
+) -> None:
     tiles, series = level_tiles(real_slide(relative))
     assert tiles.jpeg is not None
     header = tiles.jpeg.header
@@ -96,7 +98,7 @@ def test_a_grey_tile_zeroed_inside_is_refused(tmp_path: Path, level_tiles) -> No
         tiles.read(0, 256, 256, 512)
 
 
-def _copy_with_tile(tmp_path: Path, edit) -> tuple[Path, np.ndarray]:
+def _copy_with_tile(real_slide, tmp_path: Path, edit) -> tuple[Path, np.ndarray]:
     """CMU-1 with tile 5 edited in place; and that tile's intact pixels."""
     source = real_slide("aperio/CMU-1-Small-Region.svs")
     with tifffile.TiffFile(source) as tif:
@@ -112,7 +114,9 @@ def _copy_with_tile(tmp_path: Path, edit) -> tuple[Path, np.ndarray]:
     return target, intact
 
 
-def test_a_harmless_libjpeg_warning_is_not_taken_for_damage(tmp_path: Path, level_tiles) -> None:
+def test_a_harmless_libjpeg_warning_is_not_taken_for_damage(
+    tmp_path: Path, level_tiles, real_slide
+) -> None:
     # Se = 0 in a baseline scan header: libjpeg warns "Invalid SOS parameters for sequential
     # JPEG" (some encoders write it) and decodes the right pixels, as tifffile does
     def zero_spectral_end(tile: bytearray) -> None:
@@ -120,13 +124,13 @@ def test_a_harmless_libjpeg_warning_is_not_taken_for_damage(tmp_path: Path, leve
         components = tile[sos + 4]
         tile[sos + 5 + 2 * components + 1] = 0
 
-    path, intact = _copy_with_tile(tmp_path, zero_spectral_end)
+    path, intact = _copy_with_tile(real_slide, tmp_path, zero_spectral_end)
     tiles, _series = level_tiles(path)
     np.testing.assert_array_equal(tiles.read(0, 240, 1200, 1440), intact)
 
 
 def test_a_jfif_marker_among_the_tables_does_not_turn_rgb_components_into_ycbcr(
-    tmp_path: Path, level_tiles
+    tmp_path: Path, level_tiles, real_slide
 ) -> None:
     # tifffile reads the tables as a stream of their own, so its JFIF marker does not make
     # libjpeg treat Aperio's R, G, B components as YCbCr; the spliced stream must not either

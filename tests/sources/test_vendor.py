@@ -10,13 +10,13 @@ from wsiarray.sources import _vendor
 @pytest.mark.parametrize(
     ("unit", "xres", "yres", "expected"),
     [
-        (3, 43826.0, 43826.0, (10 / 43826, 10 / 43826)),  # NDPI: pixels per cm
-        (2, 50800.0, 25400.0, (0.0005, 0.001)),  # pixels per inch
-        (2, 72.0, 72.0, (None, None)),  # a screen's dpi: not a scan resolution
-        (3, 99.0, 100.0, (None, 0.1)),  # the 100-per-unit threshold, per axis
-        (1, 50000.0, 50000.0, (None, None)),  # no unit
-        (None, 50000.0, 50000.0, (None, None)),
-        (3, 0.0, None, (None, None)),
+        ("cm", 43826.0, 43826.0, (10 / 43826, 10 / 43826)),  # NDPI: pixels per cm
+        ("inch", 50800.0, 25400.0, (0.0005, 0.001)),  # pixels per inch
+        ("inch", 72.0, 72.0, (None, None)),  # a screen's dpi: not a scan resolution
+        ("cm", 99.0, 100.0, (None, 0.1)),  # the 100-per-unit threshold, per axis
+        ("pixel", 50000.0, 50000.0, (None, None)),  # not a length
+        (None, 50000.0, 50000.0, (None, None)),  # no unit
+        ("cm", 0.0, None, (None, None)),
     ],
 )
 def test_mm_from_resolution(unit, xres, yres, expected) -> None:

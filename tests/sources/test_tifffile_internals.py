@@ -1,0 +1,49 @@
+"""The two tifffile internals wsiarray relies on: a tifffile release that changes them fails here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+import pytest
+import tifffile
+
+from wsiarray.sources._tifffile_internals import JCS_RGB, decode_tile, jpeg_colorspaces
+
+
+@pytest.mark.parametrize(
+    ("relative", "expected"),
+    [
+        # Aperio stores untransformed R, G, B components: decoded as RGB to RGB
+        ("aperio/CMU-1-Small-Region.svs", (JCS_RGB, JCS_RGB)),
+        # a JFIF stream (QuPath / Bio-Formats): YCbCr, libjpeg's default, to RGB
+        ("ome-tiff/OS-2-ndpi.ome.tif", (None, JCS_RGB)),
+    ],
+)
+def test_jpeg_colorspaces_of_real_pages(
+    relative: str, expected: tuple[int | None, int], real_slide: Callable[[str], Path]
+) -> None:
+    with tifffile.TiffFile(real_slide(relative)) as tif:
+        assert jpeg_colorspaces(tif.pages.first) == expected
+
+
+def test_decode_tile_pads_an_edge_tile_stored_cropped(tmp_path: Path) -> None:
+    # some writers encode the right and bottom edge tiles at the size of the image's rest
+    height, width, tile = 300, 280, 256
+    image = np.random.default_rng(1).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    tiles = [
+        imagecodecs.jpeg_encode(np.ascontiguousarray(image[y : y + tile, x : x + tile]), level=95)
+        for y in range(0, height, tile)
+        for x in range(0, width, tile)
+    ]
+    path = tmp_path / "cropped_edges.tif"
+    tifffile.imwrite(path, iter(tiles), shape=image.shape, dtype=np.uint8, tile=(tile, tile),
+                     compression=7, photometric="ycbcr", subsampling=(1, 1))  # fmt: skip
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        corner = decode_tile(page, tiles[3], 3, page.jpegtables)
+    assert corner.shape == (tile, tile, 3)  # padded to the full tile
+    expected = imagecodecs.jpeg_decode(tiles[3])
+    np.testing.assert_array_equal(corner[: height - tile, : width - tile], expected)

@@ -1,0 +1,47 @@
+"""Chunk policy: dask chunks are whole native tiles adding up to about 3072 px a side."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import wsiarray as wa
+from wsiarray.chunks import DEFAULT_CHUNK, dask_chunks, scaled_chunks, tiles_per_task
+
+
+@pytest.mark.parametrize(
+    ("tile", "shape", "target", "expected"),
+    [
+        ((240, 240), (30000, 40000), None, (3120, 3120)),  # 13 tiles: 28.5 MB of RGB
+        ((256, 256), (30000, 40000), None, (3072, 3072)),
+        ((512, 512), (30000, 40000), 1000, (1024, 1024)),  # nearest whole number of tiles
+        ((256, 256), (1000, 700), None, (1000, 700)),  # capped at the level
+        ((8, 3968), (4864, 3968), None, (3072, 3968)),  # NDPI: strips of restart intervals
+        ((240, 240), (30000, 40000), (100, 5000), (240, 5040)),  # at least one tile
+    ],
+)
+def test_dask_chunks(tile, shape, target, expected) -> None:
+    assert dask_chunks(tile, shape, target) == expected
+
+
+def test_scaled_chunks_read_about_the_target() -> None:
+    assert scaled_chunks((2.0, 2.0), (15000, 20000)) == (DEFAULT_CHUNK // 2, DEFAULT_CHUNK // 2)
+    assert scaled_chunks((0.5, 0.5), (100, 100)) == (100, 100)  # upsampled: capped
+    assert tiles_per_task((256, 256), (1.0, 1.0)) == (12, 12)
+    assert tiles_per_task((256, 256), (4.0, 4.0), 1024) == (1, 1)
+
+
+def test_default_chunks_of_real_slides(sample_svs: Path, real_slide: Callable[[str], Path]) -> None:
+    # 240-px tiles: 13 tiles, 3120 px (it was 2880 while the tree rounded the store's
+    # 960-px chunks instead of the tiles)
+    sample = wa.open(sample_svs)
+    assert sample.image(0).data.chunksize == (3120, 3120, 3)
+    assert sample.tree["level0"].image.data.chunksize == (3120, 3120, 3)
+    cmu = wa.open(real_slide("aperio/CMU-1-Small-Region.svs"))  # 2967 x 2220: one chunk
+    assert cmu.image(0).data.chunks == ((2967,), (2220,), (3,))
+    ndpi = wa.open(real_slide("hamamatsu/test3-DAPI-2-(387).ndpi"))
+    assert ndpi.metadata.levels[0].tile == (8, 3968)
+    assert ndpi.image(0).data.chunks[:2] == ((3072, 1792), (3968,))
+    assert wa.open(sample_svs, chunks=1000).image(0).data.chunksize == (960, 960, 3)
