@@ -118,10 +118,13 @@ def test_map_runs_one_task_per_chunk_of_tiles_and_equals_a_loop(edges: bool, rea
 
 def test_bad_grids(real_slide) -> None:
     slide = wa.open(real_slide(SVS))
-    with pytest.raises(ValueError, match="smaller than the tile size"):
+    with pytest.raises(wa.OptionError, match="smaller than the tile size"):
         wa.TileGrid(slide, 100, 100)
     with pytest.raises(wa.RegionError, match="outside the slide"):
         wa.TileGrid(slide, 100, region={"left": 5000, "top": 5000, "width": 10, "height": 10})
+    with pytest.raises(wa.OptionError, match="lacks height, left, top, width"):
+        wa.TileGrid(slide, 100, region=(0, 0, 500, 500))  # type: ignore[arg-type]
+    assert wa.TileGrid(slide, 100, offset=30).rows[:2] == [(30, 130), (130, 230)]
 
 
 def test_tile_position_in_mm_and_map_keyword_arguments(real_slide) -> None:

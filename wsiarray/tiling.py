@@ -53,7 +53,7 @@ def _axis_windows(
     stride = size - overlap
     if stride <= 0:
         msg = f"overlap ({overlap}) must be smaller than the tile size ({size})"
-        raise ValueError(msg)
+        raise OptionError(msg)
     extent = stop - start - offset
     if edges:
         first, count = start + offset - overlap // 2, max(1, math.ceil(extent / stride))
@@ -154,7 +154,7 @@ class TileGrid:
         The grid's resolution as a magnification.
     mpp : float, optional
         The grid's resolution as a pixel size in micrometres.
-    offset : (int, int)
+    offset : int or (int, int)
         Shift of the grid's origin from the region's top-left corner, in pixels (rows, columns).
     mask : xarray.DataArray, optional
         A tissue mask (:func:`wsiarray.tissue_mask`): iteration, ``len`` and ``map`` then keep
@@ -204,11 +204,12 @@ class TileGrid:
         level: int | None = None,
         magnification: float | None = None,
         mpp: float | None = None,
-        offset: tuple[int, int] = (0, 0),
+        offset: int | tuple[int, int] = 0,
         mask: xr.DataArray | None = None,
         min_tissue: float = 0.5,
     ) -> None:
         resolution = {"level": level, "magnification": magnification, "mpp": mpp}
+        offset = _pair(offset)
         self.slide = slide
         self.image = slide.image(**resolution)
         self.direct_image = slide.image(**resolution, dask=False)
@@ -219,7 +220,7 @@ class TileGrid:
         column_windows = _axis_windows(x0, x1, self.size[1], self.overlap[1], edges, offset[1])
         if not row_windows or not column_windows:
             msg = (
-                f"no tile of the grid (size {self.size}, offset {tuple(offset)}) falls inside "
+                f"no tile of the grid (size {self.size}, offset {offset}) falls inside "
                 f"the region rows {y0}:{y1}, columns {x0}:{x1}; use a smaller offset"
             )
             raise RegionError(msg)
@@ -410,7 +411,7 @@ class TileGrid:
         sample = mapper.sample()
         if sample.ndim > 1:
             msg = f"the function must return a number or a 1-D array, not shape {sample.shape}"
-            raise ValueError(msg)
+            raise OptionError(msg)
         dtype = sample.dtype
         if not keep.all() and dtype.kind not in "fc":  # skipped tiles get NaN
             dtype = np.result_type(dtype, np.float32)

@@ -124,13 +124,22 @@ def test_a_file_changed_since_open_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "slide.tif"
     tifffile.imwrite(path, np.full((64, 64, 3), 7, np.uint8), tile=(16, 16), photometric="rgb")
     slide = wa.open(path)
-    assert (slide.read(0, 0, 8, 8) == 7).all()
-    wa.sources.source_cache.clear()
-    tifffile.imwrite(path, np.full((64, 64, 3), 9, np.uint8), tile=(16, 16), photometric="rgb")
+    assert (slide.read(0, 0, 8, 8) == 7).all()  # its source stays open in the cache
+    with path.open("r+b") as file:  # rewritten in place, under the open source
+        file.truncate(0)
+        file.write(_tiff_bytes(tmp_path, 9))
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))  # even within mtime resolution
     with pytest.raises(wa.SlideChangedError, match="has changed"):
         slide.read(0, 0, 8, 8)
+    with pytest.raises(wa.SlideChangedError, match="has changed"):
+        slide.image(0).values  # dask tasks too
     assert (wa.open(path).read(0, 0, 8, 8) == 9).all()  # opened again: the new file
+
+
+def _tiff_bytes(folder: Path, value: int) -> bytes:
+    other = folder / f"other{value}.tif"
+    tifffile.imwrite(other, np.full((64, 64, 3), value, np.uint8), tile=(16, 16), photometric="rgb")
+    return other.read_bytes()
 
 
 #: Run in a child process: a descriptor limit applies to the whole process.

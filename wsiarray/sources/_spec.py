@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from stat import S_ISDIR
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,9 @@ class SourceSpec:
     whose file has changed since is refused (:meth:`changed`). For a zarr store directory the
     stamp is the root metadata file's: an export writes that file last, and a directory's
     own mtime does not change when files deeper inside it do.
+
+    The cache checks the stamp at every use (one ``stat``), so a file modified in place
+    under an open source is refused rather than read at its old offsets.
     """
 
     path: str
@@ -46,5 +50,7 @@ class SourceSpec:
 
 
 def _stamp(path: Path) -> tuple[int, int]:
-    stat = (root_metadata(path) or path).stat()
+    stat = os.stat(path)
+    if S_ISDIR(stat.st_mode):
+        stat = (root_metadata(path) or path).stat()
     return stat.st_size, stat.st_mtime_ns
