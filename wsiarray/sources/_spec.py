@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from stat import S_ISDIR
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISDIR
 from typing import Any
 
 from wsiarray.ngff import root_metadata

@@ -1,4 +1,9 @@
-"""wsiarray.compat.large_image answers like large_image itself (the oracle, run side by side)."""
+"""wsiarray.compat.large_image answers like large_image itself (the oracle, run side by side).
+
+The TileSource methods are compared call by call; the pure planners behind them (region and
+tile-grid plans) against the plan large_image's own ``TileIterator.info`` reports, and
+against exact numbers from large_image's documentation and the semantics page.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +16,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import real_slide
 from wsiarray.compat import large_image as compat
+from wsiarray.compat.large_image._levels import LevelRead, Pyramid
+from wsiarray.compat.large_image._plans import (
+    GridAxis,
+    RegionPlan,
+    TileGridPlan,
+    fit_size,
+    plan_region,
+    plan_tile_grid,
+)
+from wsiarray.compat.large_image._tiles import tile_box
 from wsiarray.synthetic import write_aperio_svs
 
 large_image = pytest.importorskip(
     "large_image", reason="large_image is the oracle: pip install -e '.[test]'"
 )
 logging.getLogger("large_image").setLevel(logging.ERROR)
+
+pytestmark = pytest.mark.compat
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +66,7 @@ SLIDES = ["synthetic", "odd", "aperio/CMU-1-Small-Region.svs"]
 
 
 @pytest.fixture(params=SLIDES)
-def pair(request: pytest.FixtureRequest) -> tuple[compat.TileSource, object]:
+def pair(request: pytest.FixtureRequest, real_slide) -> tuple[compat.TileSource, object]:
     name = request.param
     path = request.getfixturevalue(name) if name in ("synthetic", "odd") else real_slide(name)
     return _pair(path)
@@ -179,7 +195,7 @@ def test_get_region(synthetic: Path, kwargs) -> None:
     assert difference.mean() < 0.02
 
 
-def test_get_region_on_real_slide_is_exact() -> None:
+def test_get_region_on_real_slide_is_exact(real_slide) -> None:
     ours, theirs = _pair(real_slide("aperio/CMU-1-Small-Region.svs"))
     for kwargs in REGIONS[:8]:
         a, _ = ours.getRegion(format="numpy", **kwargs)
@@ -367,6 +383,10 @@ def seed_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _square_in_mag_pixels(corner: int, side: int) -> dict:
+    return {"left": corner, "top": corner, "width": side, "height": side, "units": "mag_pixels"}
+
+
 def test_seed_walkthrough_values(seed_slide: Path) -> None:
     """Every value the seed notebook printed (large_image_semantics.md, "Seed walkthrough outputs")."""
     ts = compat.getTileSource(seed_slide)
@@ -462,25 +482,13 @@ def test_seed_walkthrough_values(seed_slide: Path) -> None:
     assert region.shape == (1000, 1000, 4)
     assert kind == "numpy"
     assert ts.convertRegionScale(
-        sourceRegion={
-            "left": 5000,
-            "top": 5000,
-            "width": 1000,
-            "height": 1000,
-            "units": "mag_pixels",
-        },
+        sourceRegion=_square_in_mag_pixels(5000, 1000),
         sourceScale={"magnification": 20},
         targetScale={"magnification": 10},
         targetUnits="mag_pixels",
     ) == {"height": 500.0, "left": 2500.0, "top": 2500.0, "units": "mag_pixels", "width": 500.0}
     image, _ = ts.getRegionAtAnotherScale(
-        sourceRegion={
-            "left": 5000,
-            "top": 5000,
-            "width": 10000,
-            "height": 10000,
-            "units": "mag_pixels",
-        },
+        sourceRegion=_square_in_mag_pixels(5000, 10000),
         sourceScale={"magnification": 20},
         targetScale={"magnification": 1.25},
         format=compat.TILE_FORMAT_NUMPY,
@@ -518,7 +526,7 @@ def test_histogram(synthetic: Path, kwargs) -> None:
         )
 
 
-def test_histogram_on_real_slide_is_exact() -> None:
+def test_histogram_on_real_slide_is_exact(real_slide) -> None:
     ours, theirs = _pair(real_slide("aperio/CMU-1-Small-Region.svs"))
     a, b = ours.histogram(), theirs.histogram()
     for key in ("min", "max", "mean", "stdev"):
@@ -535,7 +543,7 @@ def _rounded(value):
     return float(f"{value:.12g}") if isinstance(value, float) else value
 
 
-def test_ndpi_against_large_image() -> None:
+def test_ndpi_against_large_image(real_slide) -> None:
     """OpenSlide also synthesises NDPI levels below 1/8; at the file's own levels all agree."""
     ours, theirs = _pair(real_slide("hamamatsu/test3-DAPI-2-(387).ndpi"))
     assert _rounded(ours.getMetadata()) == _rounded(theirs.getMetadata())
@@ -604,3 +612,141 @@ def test_tile_resampling_filters_match(synthetic: Path) -> None:
         assert _without_pixels(a) == _without_pixels(b)
         assert a["tile"].shape == b["tile"].shape
         assert np.abs(a["tile"].astype(int) - b["tile"].astype(int)).max() <= 2
+
+
+# -- the pure planners --------------------------------------------------------------------
+
+#: The synthetic slide as large_image's OpenSlide source sees it (its ``_svslevels``): six
+#: virtual levels; 2 and 4 have no file level of their own and read the next finer at scale 2.
+SYNTHETIC_PYRAMID = Pyramid(
+    size_x=5000,
+    size_y=3700,
+    tile_width=240,
+    tile_height=240,
+    levels=6,
+    reads=tuple(LevelRead(*r) for r in ((3, 1), (2, 1), (1, 2), (1, 1), (0, 2), (0, 1))),
+)
+SYNTHETIC_NATIVE = {"magnification": 20.0, "mm_x": 0.000499, "mm_y": 0.000499}
+WHOLE = RegionPlan(
+    0, 0, 5000, 3700, level=5, output_width=5000, output_height=3700, requested_scale=1.0
+)
+
+
+def test_pyramid_of_the_synthetic_slide(synthetic: Path) -> None:
+    shapes = ((3700, 5000), (925, 1250), (231, 312), (115, 156))
+    assert Pyramid.of(shapes, (240, 240)) == SYNTHETIC_PYRAMID
+    assert compat.open(synthetic).pyramid == SYNTHETIC_PYRAMID
+    assert [SYNTHETIC_PYRAMID.preferred_level(z) for z in range(6)] == [0, 1, 3, 3, 5, 5]
+
+
+CROPPED = {"left": 100, "top": 200, "width": 1001, "height": 777}
+REGION_PLANS = [  # the semantics page's verified numbers (1.4-1.6)
+    (
+        {"region": CROPPED, "scale": {"magnification": 10}},  # 1001 x 777 at 10x: 500 x 388
+        RegionPlan(100, 200, 1101, 977, 5, 500, 388, 2.0),
+    ),
+    (
+        {"region": CROPPED, "scale": {"magnification": 7}},  # no real 10x level: read at 20x
+        RegionPlan(100, 200, 1101, 977, 5, 350, 271, pytest.approx(2**1.5146)),
+    ),
+    (
+        {"region": CROPPED, "scale": {"mm_x": 0.0015}},
+        RegionPlan(100, 200, 1101, 977, 5, 332, 258, pytest.approx(2**1.5879)),
+    ),
+    ({"region": {"left": -500, "top": -400}}, RegionPlan(4500, 3300, 5000, 3700, 5, 500, 400, 1.0)),
+    (
+        {"output": {"maxWidth": 400, "maxHeight": 100}},
+        RegionPlan(0, 0, 156, 115, 0, 135, 100, 1.15625),
+    ),
+    ({"scale": {"magnification": 7, "exact": True}}, None),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), REGION_PLANS)
+def test_region_plans(kwargs, expected) -> None:
+    assert plan_region(SYNTHETIC_PYRAMID, SYNTHETIC_NATIVE, kwargs) == expected
+
+
+def test_tile_grid_plans() -> None:
+    """large_image's docstring example (8 px, tiles of 5 overlapping by 4) and the semantics
+    page's (5000 px, 512 overlapping by 64: 12 columns, the last 72 px wide)."""
+    eight = RegionPlan(0, 0, 8, 8, level=5, output_width=8, output_height=8, requested_scale=1.0)
+    for edges, lefts, widths in (
+        (False, [0, 1, 2, 3], [5, 5, 5, 5]),
+        (True, [0, 0, 0, 1, 2, 3, 4, 5], [3, 4, 5, 5, 5, 5, 4, 3]),
+    ):
+        options = {"tile_size": {"width": 5}, "tile_overlap": {"x": 4, "edges": edges}}
+        grid = plan_tile_grid(eight, 240, 240, options, resampled=False)
+        boxes = [tile_box(eight, grid, x, 0) for x in range(grid.x.start, grid.x.stop)]
+        assert [box[0] for box in boxes] == lefts
+        assert [box[2] for box in boxes] == widths
+    options = {"tile_size": {"width": 512}, "tile_overlap": {"x": 64}}
+    grid = plan_tile_grid(WHOLE, 240, 240, options, resampled=False)
+    assert grid == TileGridPlan(GridAxis(448, 64, 32, 64, 0, 12), GridAxis(512, 0, 0, 0, 0, 8))
+    assert tile_box(WHOLE, grid, 11, 0) == (4928, 0, 72, 512)
+    options = {"tile_size": {"width": 300}, "tile_offset": {"left": 7, "top": 3}}
+    region = RegionPlan(1000, 1000, 2000, 2000, 5, 1000, 1000, 1.0)
+    grid = plan_tile_grid(region, 240, 240, options, resampled=False)
+    assert grid == TileGridPlan(GridAxis(300, 0, 7, 0, 3, 7), GridAxis(300, 0, 3, 0, 3, 7))
+    resampled = RegionPlan(0, 0, 5000, 3700, 5, 1749, 1294, 2**1.5146)  # 7x: tiles of 256 * 2.857
+    grid = plan_tile_grid(resampled, 240, 240, {"tile_size": {"width": 256}}, resampled=True)
+    assert (grid.x.stride, grid.columns, grid.rows) == (732, 7, 6)
+    with pytest.raises(ValueError, match="Invalid tile_size or tile_overlap"):
+        plan_tile_grid(WHOLE, 240, 240, {"tile_overlap": {"x": 240}}, resampled=False)
+
+
+def test_fit_size() -> None:
+    """``_calculateWidthHeight``: truncated, aspect kept, one missing side 16 times the other."""
+    assert fit_size(300, None, 5000, 3700) == (300, 222, 5000 / 300)
+    assert fit_size(400, 100, 156, 115) == (135, 100, 1.15)
+    assert fit_size(None, None, 1001, 777) == (1001, 777, 1.0)
+    assert fit_size(10, 10, 0, 5) == (0, 0, 1.0)
+
+
+def _our_plans(ours: compat.TileSource, kwargs) -> tuple[RegionPlan, TileGridPlan] | None:
+    region = plan_region(ours.pyramid, ours.getNativeMagnification(), kwargs)
+    if region is None:
+        return None
+    resampled = round(region.requested_scale, 2) != 1.0
+    return region, plan_tile_grid(
+        region, ours.tileWidth, ours.tileHeight, kwargs, resampled=resampled
+    )
+
+
+def _their_plans(theirs, kwargs) -> tuple[RegionPlan, TileGridPlan] | None:
+    """large_image's plan (``TileIterator.info``) as the planners' dataclasses."""
+    info = theirs.tileIterator(**kwargs).info
+    if info is None:
+        return None
+    r, size, overlap = info["region"], info["tile_size"], info["tile_overlap"]
+    region = RegionPlan(
+        r["left"],
+        r["top"],
+        r["right"],
+        r["bottom"],
+        info["level"],
+        info["output"]["width"],
+        info["output"]["height"],
+        info["requestedScale"],
+    )
+    axes = [
+        GridAxis(
+            size[length],
+            overlap[axis],
+            overlap[f"offset_{axis}"],
+            overlap[f"range_{axis}"],
+            info[f"{axis}min"],
+            info[f"{axis}max"],
+        )
+        for axis, length in (("x", "width"), ("y", "height"))
+    ]
+    assert [overlap[k] for k in ("xmin", "xmax", "ymin", "ymax")] == [
+        info[k] for k in ("xmin", "xmax", "ymin", "ymax")
+    ]
+    return region, TileGridPlan(*axes)
+
+
+@pytest.mark.parametrize("kwargs", REGIONS + TILINGS)
+def test_plans_match_large_image(synthetic: Path, kwargs) -> None:
+    ours, theirs = _pair(synthetic)
+    assert _our_plans(ours, kwargs) == _their_plans(theirs, kwargs)
