@@ -24,9 +24,6 @@ def find_real_slide(relative: str) -> Path:
     return path
 
 
-real_slide = find_real_slide  # the module-level name the tests not yet moved to the fixture use
-
-
 @pytest.fixture(name="real_slide", scope="session")
 def real_slide_fixture() -> Callable[[str], Path]:
     """``real_slide("aperio/CMU-1-Small-Region.svs")``: the path of a real slide in the shared

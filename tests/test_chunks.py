@@ -1,4 +1,4 @@
-"""Chunk policy: dask chunks are whole native tiles adding up to about 3072 px a side."""
+"""Chunk policy: dask chunks are as many whole native tiles as fit in 3072 px a side."""
 
 from __future__ import annotations
 
@@ -10,16 +10,19 @@ import pytest
 import wsiarray as wa
 from wsiarray.chunks import DEFAULT_CHUNK, dask_chunks, scaled_chunks, tiles_per_task
 
+NDPI = "hamamatsu/test3-DAPI-2-(387).ndpi"
+
 
 @pytest.mark.parametrize(
     ("tile", "shape", "target", "expected"),
     [
-        ((240, 240), (30000, 40000), None, (3120, 3120)),  # 13 tiles: 28.5 MB of RGB
+        ((240, 240), (30000, 40000), None, (2880, 2880)),  # 12 tiles: 25 MB of RGB
         ((256, 256), (30000, 40000), None, (3072, 3072)),
-        ((512, 512), (30000, 40000), 1000, (1024, 1024)),  # nearest whole number of tiles
+        ((512, 512), (30000, 40000), 1000, (512, 512)),  # never past the target
+        ((2000, 2000), (30000, 40000), None, (2000, 2000)),  # not 4000² (48 MB)
         ((256, 256), (1000, 700), None, (1000, 700)),  # capped at the level
         ((8, 3968), (4864, 3968), None, (3072, 3968)),  # NDPI: strips of restart intervals
-        ((240, 240), (30000, 40000), (100, 5000), (240, 5040)),  # at least one tile
+        ((240, 240), (30000, 40000), (100, 5000), (240, 4800)),  # at least one tile
     ],
 )
 def test_dask_chunks(tile, shape, target, expected) -> None:
@@ -34,14 +37,19 @@ def test_scaled_chunks_read_about_the_target() -> None:
 
 
 def test_default_chunks_of_real_slides(sample_svs: Path, real_slide: Callable[[str], Path]) -> None:
-    # 240-px tiles: 13 tiles, 3120 px (it was 2880 while the tree rounded the store's
-    # 960-px chunks instead of the tiles)
+    # 240-px tiles: 12 tiles, 2880 px
     sample = wa.open(sample_svs)
-    assert sample.image(0).data.chunksize == (3120, 3120, 3)
-    assert sample.tree["level0"].image.data.chunksize == (3120, 3120, 3)
-    cmu = wa.open(real_slide("aperio/CMU-1-Small-Region.svs"))  # 2967 x 2220: one chunk
-    assert cmu.image(0).data.chunks == ((2967,), (2220,), (3,))
-    ndpi = wa.open(real_slide("hamamatsu/test3-DAPI-2-(387).ndpi"))
+    assert sample.image(0).data.chunksize == (2880, 2880, 3)
+    assert sample.tree["level0"].image.data.chunksize == (2880, 2880, 3)
+    cmu = wa.open(real_slide("aperio/CMU-1-Small-Region.svs"))  # 2967 x 2220
+    assert cmu.image(0).data.chunks == ((2880, 87), (2220,), (3,))
+    ndpi = wa.open(real_slide(NDPI))
     assert ndpi.metadata.levels[0].tile == (8, 3968)
     assert ndpi.image(0).data.chunks[:2] == ((3072, 1792), (3968,))
-    assert wa.open(sample_svs, chunks=1000).image(0).data.chunksize == (960, 960, 3)
+    # chunks= counts in tiles, not in the ~1024-px store chunks the tree once rounded to
+    # (which gave 960 for 500 and 1024 for NDPI's 1000)
+    assert wa.open(sample_svs, chunks=500).image(0).data.chunksize == (480, 480, 3)
+    assert wa.open(sample_svs, chunks=(500, 1000)).image(0).data.chunksize == (480, 960, 3)
+    assert wa.open(real_slide(NDPI), chunks=1000).image(0).data.chunksize == (1000, 3968, 3)
+    openslide = wa.open(sample_svs, reader="openslide", chunks=500)
+    assert openslide.image(0).data.chunksize == (480, 480, 3)

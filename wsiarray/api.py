@@ -36,8 +36,8 @@ def open(
         Which reader to use. ``"auto"`` (default) picks by the file's content: tifffile for
         TIFF-family files, OpenSlide for what it recognises, Pillow for plain images.
     chunks : int or (int, int), optional
-        Dask chunk side in pixels, rounded to whole native tiles: by default about 3072
-        (:func:`wsiarray.chunks.dask_chunks`; 3120 for 240-px tiles).
+        Largest dask chunk side in pixels, rounded down to whole native tiles: by default 3072
+        (:func:`wsiarray.chunks.dask_chunks`; 2880 for 240-px tiles).
     reader_options : mapping, optional
         Passed to the reader, e.g. ``{"series": 1}`` for tifffile or ``{"max_pixels": N}``
         for Pillow.

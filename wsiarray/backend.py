@@ -52,7 +52,7 @@ class WsiArrayBackendEntrypoint(BackendEntrypoint):
     ``open_dataset(path, engine="wsiarray", group="level1")`` opens one level (``level0`` by
     default); ``open_datatree`` and ``open_groups`` open them all, with the associated images.
     Levels are dask arrays already; xarray's ``chunks={}`` keeps wsiarray's chunking (whole
-    tiles, about 3072 px a side) and other ``chunks=`` values rechunk it.
+    tiles, at most 3072 px a side) and other ``chunks=`` values rechunk it.
     """
 
     description = "Whole-slide images (SVS, NDPI, MRXS, OME-TIFF, ...) as lazy dask levels"

@@ -16,7 +16,6 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from wsiarray.errors import SlideChangedError
@@ -31,11 +30,16 @@ __all__ = ["CACHE_SIZE", "SourceCache", "source_cache"]
 CACHE_SIZE = 32
 
 
-@dataclass(eq=False, slots=True)
 class _Entry:
-    source: SlideSource
-    users: int = 0
-    evicted: bool = False
+    """A cached source, how many threads use it, and whether the cache let it go.
+
+    (A plain class: a dataclass costs ~2 ms of code generation at import, on the first read.)
+    """
+
+    __slots__ = ("evicted", "source", "users")
+
+    def __init__(self, source: SlideSource) -> None:
+        self.source, self.users, self.evicted = source, 0, False
 
 
 class SourceCache:

@@ -20,7 +20,6 @@ from wsiarray.errors import (
     UnsupportedFormatError,
     WsiArrayError,
 )
-from wsiarray.ngff import root_metadata
 from wsiarray.sources._base import SlideSource
 
 __all__ = ["BUILTIN_READERS", "ENTRY_POINT_GROUP", "available_readers", "open_source"]
@@ -80,6 +79,8 @@ def _check_path(path: Path) -> bytes:
         msg = f"no such file: {path}"
         raise SlideNotFoundError(msg)
     if path.is_dir():
+        from wsiarray.ngff import root_metadata
+
         metadata = root_metadata(path)
         if metadata is not None:
             return metadata.read_bytes()

@@ -9,8 +9,6 @@ from pathlib import Path
 from stat import S_ISDIR
 from typing import Any
 
-from wsiarray.ngff import root_metadata
-
 __all__ = ["SourceSpec"]
 
 
@@ -51,6 +49,8 @@ class SourceSpec:
 
 def _stamp(path: Path) -> tuple[int, int]:
     stat = os.stat(path)
-    if S_ISDIR(stat.st_mode):
+    if S_ISDIR(stat.st_mode):  # a zarr store (ngff, and its numpy dataclasses, only then)
+        from wsiarray.ngff import root_metadata
+
         stat = (root_metadata(path) or path).stat()
     return stat.st_size, stat.st_mtime_ns
