@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from wsiarray import geometry
+from wsiarray.arrays import TileMapArray, pad_background
 from wsiarray.chunks import tiles_per_task
 from wsiarray.errors import OptionError, RegionError
 
@@ -390,7 +391,7 @@ class TileGrid:
         )
         keep = self.keep[np.ix_(rows, cols)]
         crops = self.crops
-        mapper = _TileMap(
+        mapper = TileMapArray(
             image=self.direct_image,
             rows=tuple(self.rows[i] for i in rows),
             cols=tuple(self.columns[i] for i in cols),
@@ -454,8 +455,6 @@ class TileGrid:
 
     def _padded(self) -> tuple[Any, tuple[int, int]]:
         """The region's pixels (dask), padded with background so every grid window is full."""
-        from wsiarray.arrays import pad_background
-
         w = self.window
         start_y, start_x = self._windows[0][0], self._windows[1][0]
         end_y, end_x = self._windows[0][-1] + self.size[0], self._windows[1][-1] + self.size[1]
@@ -476,96 +475,6 @@ class TileGrid:
             "tile_y": ("tile_y", centre_y, {"units": units, "long_name": "tile centre from top"}),
             "tile_x": ("tile_x", centre_x, {"units": units, "long_name": "tile centre from left"}),
         }
-
-
-@dataclass(frozen=True)
-class _TileMap:
-    """Array-like of ``function`` over tiles, for ``dask.array.from_array``.
-
-    Indexing a rectangle of tiles reads the pixels that cover its kept tiles (through the
-    grid's direct, dask-free image) and applies ``function`` to each. It pickles as its
-    fields: the image pickles as the slide's path, so workers read the file themselves.
-    """
-
-    image: Any
-    rows: tuple[tuple[int, int], ...]
-    cols: tuple[tuple[int, int], ...]
-    keep: np.ndarray
-    #: per row and column, where a tile's pixels sit in its full-size padded window
-    placement: tuple[list[tuple[int, int]], list[tuple[int, int]]] | None
-    size: tuple[int, int]
-    background: tuple[int, ...]
-    #: pass copies: tiles of an overlapping grid are views of shared pixels
-    copy: bool
-    function: Callable[..., Any]
-    kwargs: dict[str, Any]
-    shape: tuple[int, ...]
-    dtype: np.dtype
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __getitem__(self, key: tuple[Any, ...]) -> np.ndarray:
-        rows, cols, (local_rows, local_cols, *rest) = geometry.split_index(key, self.shape)
-        return self._compute(rows, cols)[:, local_cols][local_rows][..., *rest]
-
-    def _compute(self, rows: slice, cols: slice) -> np.ndarray:
-        fill = np.nan if self.dtype.kind in "fc" else 0
-        out = np.full(
-            (rows.stop - rows.start, cols.stop - cols.start, *self.shape[2:]), fill, self.dtype
-        )
-        kept = np.argwhere(self.keep[rows, cols])
-        if kept.size == 0:
-            return out
-        top = self.rows[rows.start + kept[:, 0].min()][0]
-        bottom = self.rows[rows.start + kept[:, 0].max()][1]
-        left = self.cols[cols.start + kept[:, 1].min()][0]
-        right = self.cols[cols.start + kept[:, 1].max()][1]
-        pixels = self._read(top, bottom, left, right)
-        for i, j in kept:
-            tile = self._tile(pixels, top, left, rows.start + i, cols.start + j)
-            out[i, j] = self.function(tile, **self.kwargs)
-        return out
-
-    def _tile(self, pixels: np.ndarray, top: int, left: int, row: int, col: int) -> np.ndarray:
-        """Tile ``(row, col)`` cut from ``pixels`` (which start at ``top``, ``left``)."""
-        (y0, y1), (x0, x1) = self.rows[row], self.cols[col]
-        tile = pixels[y0 - top : y1 - top, x0 - left : x1 - left]
-        if self.placement is not None:
-            return self._pad(tile, row, col)
-        return tile.copy() if self.copy else tile
-
-    def sample(self) -> np.ndarray:
-        """The function's result on the first kept tile (on a background tile if none is kept),
-        which sets the result's dtype and feature length."""
-        kept = np.argwhere(self.keep)
-        if kept.size == 0:
-            return np.asarray(self.function(self._background_tile(), **self.kwargs))
-        row, col = (int(v) for v in kept[0])
-        (y0, y1), (x0, x1) = self.rows[row], self.cols[col]
-        tile = self._tile(self._read(y0, y1, x0, x1), y0, x0, row, col)
-        return np.asarray(self.function(tile, **self.kwargs))
-
-    def _read(self, top: int, bottom: int, left: int, right: int) -> np.ndarray:
-        """Pixels ``[top:bottom, left:right]`` at the grid's resolution, read directly."""
-        return np.asarray(self.image.isel(y=slice(top, bottom), x=slice(left, right)).values)
-
-    def _background_tile(self) -> np.ndarray:
-        """A full-size tile of the background colour."""
-        empty = np.empty((0, 0, len(self.background)), self.image.dtype)
-        return self._padded(empty, (0, self.size[0]), (0, self.size[1]))
-
-    def _pad(self, tile: np.ndarray, row: int, col: int) -> np.ndarray:
-        """The tile in its full-size window, the rest filled with the background colour."""
-        return self._padded(tile, self.placement[0][row], self.placement[1][col])  # type: ignore[index]
-
-    def _padded(self, tile: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
-        """``tile`` placed at ``rows`` x ``cols`` of a full-size tile of background."""
-        from wsiarray.arrays import pad_background
-
-        widths = ((rows[0], self.size[0] - rows[1]), (cols[0], self.size[1] - cols[1]))
-        return pad_background(tile, widths, self.background)
 
 
 def _shared(spans: list[tuple[int, int]], left: int, right: int) -> int:
