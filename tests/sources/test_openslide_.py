@@ -1,9 +1,11 @@
-"""The OpenSlide reader: RGBA composited over the background."""
+"""The OpenSlide reader: RGBA composited over the background, stored pixels at any position."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+import wsiarray as wa
 from wsiarray.sources.openslide_ import composite_over
 
 
@@ -16,3 +18,37 @@ def test_composite_over_background() -> None:
     np.testing.assert_array_equal(rgb[0, 2], expected)
     assert rgb.dtype == np.uint8
     assert rgb.shape == (1, 3, 3)
+
+
+TCGA = "aperio/tcga-cr-7395-01a-01-ts1.svs"  # level 1: downsample 2.0005 (odd width)
+
+
+def test_stored_pixels_off_the_origin_of_a_fractional_level(real_slide) -> None:
+    # OpenSlide interpolates such a level at any position but its origin (up to 73 off here
+    # before): reads start at the origin, and agree with tifffile's own decode
+    import openslide
+
+    path = real_slide(TCGA)
+    slide = wa.open(path, reader="openslide", chunks=512)
+    assert slide.level_downsamples[1][1] != 2.0
+    reference = np.asarray(openslide.OpenSlide(path).read_region((0, 0), 1, (2221, 1783)))
+    np.testing.assert_array_equal(
+        slide.read(384, 384, 256, 256, level=1), reference[384:640, 384:640, :3]
+    )
+    np.testing.assert_array_equal(slide.image(1).values, reference[..., :3])
+    np.testing.assert_array_equal(
+        slide.read(1000, 700, 300, 200, level=1), wa.open(path).read(1000, 700, 300, 200, level=1)
+    )
+
+
+def test_a_fractional_level_too_large_to_read_from_its_origin_is_refused(
+    real_slide, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wsiarray.sources import openslide_
+
+    monkeypatch.setattr(openslide_, "ORIGIN_READ_PIXELS", 100_000)
+    slide = wa.open(real_slide(TCGA), reader="openslide")
+    assert slide.read(0, 0, 64, 64, level=1).shape == (64, 64, 3)  # at the origin: exact
+    assert slide.read(500, 500, 64, 64, level=0).shape == (64, 64, 3)  # whole downsample
+    with pytest.raises(wa.PixelBudgetError, match=r"interpolates level 1 .*reader='tifffile'"):
+        slide.read(500, 500, 64, 64, level=1)

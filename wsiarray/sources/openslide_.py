@@ -6,14 +6,18 @@ wrote no data; wsiarray composites it over OpenSlide's background colour and ser
 
 from __future__ import annotations
 
-import math
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, override
 
 import numpy as np
 
-from wsiarray.errors import CorruptTileError, ReaderUnavailableError, UnsupportedFormatError
+from wsiarray.errors import (
+    CorruptTileError,
+    PixelBudgetError,
+    ReaderUnavailableError,
+    UnsupportedFormatError,
+)
 from wsiarray.sources import _vendor
 from wsiarray.sources._base import AssociatedInfo, LevelInfo, SlideMetadata, SlideSource
 
@@ -24,6 +28,11 @@ __all__ = ["OpenSlideSource", "composite_over"]
 
 #: Tile side assumed where OpenSlide does not report a level's tiles.
 DEFAULT_TILE = 256
+#: OpenSlide draws a level at ``location / downsample``; where the downsample is not a whole
+#: number (2.0005 for an odd width) that position is fractional off the origin and OpenSlide
+#: interpolates (up to 73 levels off on TCGA's JPEG 2000 level 1). Stored pixels come only
+#: from reads that start at the level's origin: at most this many pixels are read so.
+ORIGIN_READ_PIXELS = 32 * 1024 * 1024
 
 
 def _import_openslide() -> Any:
@@ -109,6 +118,9 @@ class OpenSlideSource(SlideSource):
             int(props.get(f"openslide.level[{level}].tile-{side}", DEFAULT_TILE))
             for side in ("height", "width")
         )
+        if not _whole(self._downsamples[level]) and height * width <= ORIGIN_READ_PIXELS:
+            # every read of such a level starts at its origin: one dask chunk reads it once
+            return LevelInfo(shape=(height, width), tile=(height, width))
         return LevelInfo(shape=(height, width), tile=(tile[0], tile[1]))
 
     def _associated_info(self, props: dict[str, str]) -> list[AssociatedInfo]:
@@ -124,11 +136,24 @@ class OpenSlideSource(SlideSource):
     @override
     def read_block(self, level: int, y0: int, y1: int, x0: int, x1: int, /) -> np.ndarray:
         downsample = self._downsamples[level]
-        # ceil: OpenSlide floors base/downsample, so this lands exactly on level pixel x0, y0
-        location = (math.ceil(x0 * downsample), math.ceil(y0 * downsample))
+        origin = (0, 0)  # where the pixels read start, in level pixels
+        if _whole(downsample) or (x0, y0) == (0, 0):
+            location = (round(x0 * downsample), round(y0 * downsample))
+            origin = (y0, x0)
+        elif x1 * y1 <= ORIGIN_READ_PIXELS:
+            location = (0, 0)
+        else:
+            msg = (
+                f"{self.path}: OpenSlide interpolates level {level} (downsample {downsample:.6g}, "
+                f"not a whole number) everywhere but at its origin, so its stored pixels at "
+                f"y={y0}, x={x0} need a read of {x1 * y1:,} pixels from the origin, more than "
+                f"{ORIGIN_READ_PIXELS:,}. Open the file with another reader (reader='tifffile' "
+                "for TIFF-family files), or read level 0."
+            )
+            raise PixelBudgetError(msg)
         handle = self._slide
         try:
-            region = handle.read_region(location, level, (x1 - x0, y1 - y0))
+            region = handle.read_region(location, level, (x1 - origin[1], y1 - origin[0]))
         except Exception as exc:
             self._reopen_after_error(handle)
             msg = (
@@ -136,7 +161,8 @@ class OpenSlideSource(SlideSource):
                 f"{level}: {exc}. The file is damaged or incomplete."
             )
             raise CorruptTileError(msg) from exc
-        return composite_over(np.asarray(region), self.metadata.background)
+        pixels = np.asarray(region)[y0 - origin[0] :, x0 - origin[1] :]
+        return composite_over(pixels, self.metadata.background)
 
     @override
     def read_associated(self, name: str, /) -> np.ndarray:
@@ -146,3 +172,8 @@ class OpenSlideSource(SlideSource):
     @override
     def close(self) -> None:
         self._slide.close()
+
+
+def _whole(downsample: float) -> bool:
+    """Whether OpenSlide positions every pixel of a level with this downsample exactly."""
+    return downsample == round(downsample)
