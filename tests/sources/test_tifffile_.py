@@ -143,3 +143,23 @@ def test_jpeg_edge_tiles_stored_at_their_cropped_size(tmp_path: Path) -> None:
     tifffile.imwrite(path, tiles(), shape=image.shape, dtype=np.uint8, tile=(tile, tile),
                      compression=7, photometric="ycbcr", subsampling=(1, 1))  # fmt: skip
     np.testing.assert_array_equal(wa.open(path).image(0).values, tifffile.imread(path))
+
+
+def test_a_compression_no_codec_reads_is_refused_at_open(tmp_path: Path) -> None:
+    # as OpenSlide's test fixture unopenable.tiff: compression 52479. It opened, and then
+    # every read said the file was damaged; now open says why
+    path = tmp_path / "unopenable.tif"
+    tiles = (bytes(16 * 16 * 3) for _ in range(16))
+    tifffile.imwrite(path, tiles, shape=(64, 64, 3), dtype=np.uint8, tile=(16, 16),
+                     photometric="rgb")  # fmt: skip
+    with tifffile.TiffFile(path) as tif:
+        offset = tif.pages.first.tags["Compression"].valueoffset
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 2] = (52479).to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        wa.UnsupportedFormatError, match=r"level 0 is compressed with an unknown one .*52479"
+    ):
+        wa.open(path, reader="tifffile")
+    with pytest.raises(wa.UnsupportedFormatError, match="compression 52479"):
+        wa.open(path)  # every reader says why

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from wsiarray.sources._tifffile_internals import JCS_RGB, decode_tile, jpeg_colorspaces
+from wsiarray.sources._tifffile_internals import JCS_RGB, can_decode, decode_tile, jpeg_colorspaces
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,10 @@ def test_decode_tile_pads_an_edge_tile_stored_cropped(tmp_path: Path) -> None:
     assert corner.shape == (tile, tile, 3)  # padded to the full tile
     expected = imagecodecs.jpeg_decode(tiles[3])
     np.testing.assert_array_equal(corner[: height - tile, : width - tile], expected)
+
+
+def test_can_decode_knows_the_installed_codecs(real_slide: Callable[[str], Path]) -> None:
+    with tifffile.TiffFile(real_slide("aperio/tcga-cr-7395-01a-01-ts1.svs")) as tif:
+        assert can_decode(tif.pages.first)  # JPEG 2000 (33005), through imagecodecs
+    assert 7 in tifffile.TIFF.DECOMPRESSORS
+    assert 52479 not in tifffile.TIFF.DECOMPRESSORS

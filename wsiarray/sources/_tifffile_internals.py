@@ -1,12 +1,13 @@
-"""The two tifffile internals wsiarray relies on, behind one adapter.
+"""The tifffile internals wsiarray relies on, behind one adapter.
 
 tifffile's public API reads whole pages or zarr chunks; wsiarray decodes single tiles into
-its own blocks, which needs two things tifffile does not promise:
+its own blocks, which needs things tifffile does not promise:
 
 - ``TiffPage.decode(..., _fullsize=True)``: an edge tile stored at its cropped size (some
   writers do) comes back padded to the full tile, as in a page read;
 - ``tifffile.tifffile.jpeg_decode_colorspace``: the JPEG colour spaces tifffile decodes a
-  page's tiles with, which the fast JPEG path must match pixel for pixel.
+  page's tiles with, which the fast JPEG path must match pixel for pixel;
+- ``TIFF.DECOMPRESSORS``: which compressions an installed codec decodes, checked at open.
 
 ``tests/sources/test_tifffile_internals.py`` calls both on real files: a tifffile release
 that renames or changes them fails there, loudly, not in a user's read.
@@ -19,10 +20,15 @@ import tifffile
 
 from wsiarray.errors import ReaderUnavailableError
 
-__all__ = ["JCS_RGB", "decode_tile", "jpeg_colorspaces"]
+__all__ = ["JCS_RGB", "can_decode", "decode_tile", "jpeg_colorspaces"]
 
 #: libjpeg's J_COLOR_SPACE value for RGB, as ``jpeg_decode_colorspace`` returns it.
 JCS_RGB = 2
+
+
+def can_decode(page: tifffile.TiffPage) -> bool:
+    """Whether an installed codec decodes the page's compression (``TIFF.DECOMPRESSORS``)."""
+    return page.compression in tifffile.TIFF.DECOMPRESSORS
 
 
 def decode_tile(

@@ -14,11 +14,12 @@ from typing import Any, ClassVar, override
 
 import numpy as np
 import tifffile
-from tifffile import PHOTOMETRIC, RESUNIT
+from tifffile import COMPRESSION, PHOTOMETRIC, RESUNIT
 
 from wsiarray.errors import CorruptTileError, TruncatedFileError, UnsupportedFormatError
 from wsiarray.sources import _vendor
 from wsiarray.sources._base import AssociatedInfo, LevelInfo, SlideMetadata, SlideSource
+from wsiarray.sources._tifffile_internals import can_decode
 from wsiarray.sources._tifftiles import LevelTiles
 
 __all__ = ["TifffileSource"]
@@ -76,6 +77,7 @@ class TifffileSource(SlideSource):
         try:
             self._series = self._slide_series(series)
             self._check_axes()
+            self._check_codecs()
             self._check_complete()
             fill = self._fillvalue()
             # tiles are read with pread on tifffile's own descriptor: one per slide
@@ -111,6 +113,20 @@ class TifffileSource(SlideSource):
                 "reader_options={'series': N}."
             )
             raise UnsupportedFormatError(msg)
+
+    def _check_codecs(self) -> None:
+        """Refuse at open a level no installed codec decodes (not at every read, as damage)."""
+        for level, series in enumerate(self._series.levels):
+            page = series.keyframe
+            if not can_decode(page):
+                code = int(page.compression)
+                name = COMPRESSION(code).name if code in set(COMPRESSION) else "an unknown one"
+                msg = (
+                    f"{self.path}: level {level} is compressed with {name} (TIFF compression "
+                    f"{code}), which no installed codec decodes (tifffile with imagecodecs "
+                    f"{tifffile.__version__}); the file may need its vendor's software"
+                )
+                raise UnsupportedFormatError(msg)
 
     def _check_complete(self) -> None:
         size = os.path.getsize(self.path)
