@@ -359,6 +359,7 @@ class Slide:
         level_downsample = None
         if level is not None:
             level_downsample = self.level_downsamples[self._check_level(level)][1]
+        # called with level= too: it refuses a second way of asking (level= with mpp=, say)
         wanted = geometry.target_downsample(
             level_downsample=level_downsample,
             magnification=magnification,
@@ -366,7 +367,7 @@ class Slide:
             downsample=downsample,
             resolution=self.metadata.resolution,
         )
-        if level is not None:
+        if level is not None:  # that level as stored, even where another has the same size
             return geometry.ScalePlan.of_level(self.level_shapes, level)
         if wanted < 1 - 1e-9 and not upsample:
             msg = (

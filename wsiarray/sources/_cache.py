@@ -117,9 +117,6 @@ class SourceCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def __contains__(self, spec: object) -> bool:
-        return spec in self._entries
-
     def _acquire(self, spec: SourceSpec) -> _Entry:
         # one stat per use (~2 µs; a tile decode takes ~200): a file modified in place under
         # an open source would otherwise be read at its old offsets
