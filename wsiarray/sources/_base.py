@@ -47,6 +47,11 @@ class SlideMetadata:
     Physical sizes are in millimetres per pixel of level 0; ``None`` means the file does not
     say (never a guess). ``magnification_derived`` is true when the magnification was not in
     the file but computed as ``0.01 / mm_x`` (10x is 1 µm per pixel, large_image's rule).
+
+    ``orientation`` is how the reader's stored pixels are turned (the TIFF/EXIF Orientation
+    value, 1 = upright): a reader describes its levels as stored, and
+    :func:`~wsiarray.sources.open_source` shows them upright, so every source it returns
+    reports 1 (:mod:`wsiarray.sources._orientation`).
     """
 
     format: str
@@ -61,6 +66,7 @@ class SlideMetadata:
     background: tuple[int, ...] = (255, 255, 255)
     properties: Mapping[str, str] = field(default_factory=dict)
     associated: tuple[AssociatedInfo, ...] = ()
+    orientation: int = 1
 
     @property
     def resolution(self) -> Resolution:

@@ -21,6 +21,7 @@ from wsiarray.errors import (
     WsiArrayError,
 )
 from wsiarray.sources._base import SlideSource
+from wsiarray.sources._orientation import upright
 
 __all__ = ["BUILTIN_READERS", "ENTRY_POINT_GROUP", "available_readers", "open_source"]
 
@@ -148,7 +149,7 @@ def open_source(
 
 def _try_open(cls: type[SlideSource], path: Path, options: dict[str, Any]) -> SlideSource:
     try:
-        return cls(path, **options)
+        return upright(cls(path, **options))
     except WsiArrayError:
         raise
     except Exception as exc:  # a reader library's own error: say which reader and why

@@ -73,6 +73,7 @@ class OpenSlideSource(SlideSource):
         super().__init__(path, **options)
         _import_openslide()
         self._slide = self._open_handle()
+        self._refuse_turned_tiff()
         self._handle_lock = threading.Lock()
         self._downsamples = tuple(self._slide.level_downsamples)
         self.metadata = self._read_metadata()
@@ -84,6 +85,24 @@ class OpenSlideSource(SlideSource):
         except openslide.OpenSlideError as exc:
             msg = f"{self.path}: OpenSlide cannot open it: {exc}"
             raise UnsupportedFormatError(msg) from exc
+
+    def _refuse_turned_tiff(self) -> None:
+        """OpenSlide ignores TIFF Orientation (each tile comes out as stored, turned on its own
+        in its viewer): a slide stored turned would read wrong, so it is refused."""
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(self.path) as tif:
+                tag = tif.pages.first.tags.get("Orientation")
+        except tifffile.TiffFileError:  # not a TIFF (MIRAX, VMS, DICOM, ...)
+            return
+        if tag is not None and int(tag.value) not in (0, 1) and int(tag.value) <= 8:
+            self._slide.close()
+            msg = (
+                f"{self.path} is stored turned (TIFF Orientation {int(tag.value)}), which OpenSlide "
+                "does not apply; open it with reader='tifffile', which shows it upright"
+            )
+            raise UnsupportedFormatError(msg)
 
     def _reopen_after_error(self, failed: openslide.OpenSlide) -> None:
         """An OpenSlide handle refuses every call after its first error: replace it."""

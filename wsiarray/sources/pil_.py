@@ -26,6 +26,7 @@ IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"GIF87a", b"GIF89a
 DEFAULT_MAX_PIXELS = 1 << 30
 
 CHUNK = 1024
+EXIF_ORIENTATION = 274
 
 #: Pillow mode → (mode to convert to, channel names).
 MODES = {
@@ -73,6 +74,8 @@ class PilSource(SlideSource):
             width, height = image.size
             self._mode, channels = self._target_mode(image)
             fmt = (image.format or "image").lower()
+            # EXIF Orientation (a phone's or camera's JPEG); shown upright by open_source
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
         if width * height > max_pixels:
             msg = (
                 f"{path} is {width} x {height} = {width * height:,} pixels, more than the "
@@ -90,6 +93,7 @@ class PilSource(SlideSource):
             ),
             dtype=dtype,
             channels=channels,
+            orientation=orientation if orientation in range(1, 9) else 1,
         )
         self._pixels: np.ndarray | None = None
         self._lock = threading.Lock()

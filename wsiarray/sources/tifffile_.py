@@ -48,6 +48,8 @@ RGB_BANDS = {3: ("R", "G", "B"), 4: ("R", "G", "B", "A")}
 RESOLUTION_UNITS = {RESUNIT.INCH: "inch", RESUNIT.CENTIMETER: "cm"}
 #: Photometric interpretations whose samples are colour: R, G, B (stored as is, or as YCbCr).
 COLOUR = (PHOTOMETRIC.RGB, PHOTOMETRIC.YCBCR)
+#: ExtraSamples of a grey image whose second sample is alpha (associated or unassociated).
+ALPHA = ((1,), (2,))
 
 
 class TifffileSource(SlideSource):
@@ -179,6 +181,9 @@ class TifffileSource(SlideSource):
         if mm_x is None:
             mm_x, mm_y = self._resolution_tags()
         magnification, derived = _vendor.magnification_or_derived(objective, mm_x)
+        orientation = self._orientation()
+        if orientation != 1:
+            properties["tiff.Orientation"] = str(orientation)
         return SlideMetadata(
             format=fmt,
             reader=self.name,
@@ -191,7 +196,14 @@ class TifffileSource(SlideSource):
             magnification_derived=derived,
             properties=properties,
             associated=tuple(self._associated_info()),
+            orientation=orientation,
         )
+
+    def _orientation(self) -> int:
+        """Level 0's TIFF Orientation; a value outside 1-8 is read as 1, as libtiff does."""
+        tag = self._series.levels[0].keyframe.tags.get("Orientation")
+        value = int(tag.value) if tag is not None else 1
+        return value if 1 <= value <= 8 else 1
 
     def _resolution_tags(self) -> tuple[float | None, float | None]:
         tags = self._series.levels[0].keyframe.tags
@@ -221,6 +233,8 @@ class TifffileSource(SlideSource):
             return RGB_BANDS[bands]
         if len(named) == bands and all(named) and len(set(named)) == bands:
             return named
+        if bands == 2 and "S" in axes and tuple(self._series.keyframe.extrasamples) in ALPHA:
+            return ("L", "A")
         return ("L",) if bands == 1 else tuple(f"C{i}" for i in range(bands))
 
     def _associated_info(self) -> list[AssociatedInfo]:
