@@ -77,7 +77,7 @@ class TifffileSource(SlideSource):
         self._tif = tifffile.TiffFile(path)
         self._associated_lock = threading.Lock()
         try:
-            self._series = self._slide_series(series)
+            self._series = self._with_structural_levels(self._slide_series(series))
             self._check_axes()
             self._check_codecs()
             self._check_complete()
@@ -103,6 +103,54 @@ class TifffileSource(SlideSource):
             msg = f"{self.path}: tifffile finds no image in this TIFF file"
             raise UnsupportedFormatError(msg)
         return max(candidates, key=lambda s: _plane_size(s.levels[0]))
+
+    def _with_structural_levels(self, series: tifffile.TiffPageSeries) -> tifffile.TiffPageSeries:
+        """Return ``series`` with every level the file's pages hold, whatever its vendor string says.
+
+        tifffile chooses a format's parser by its vendor string, and tools that re-save a slide
+        copy that string: libvips' pyramid of an Aperio SVS keeps Aperio's ImageDescription,
+        and tifffile's SVS parser, expecting Aperio's page order (level 0, thumbnail, levels,
+        label, macro), named two of libvips' reduced pages "Thumbnail" and "Label", dropped
+        the others and never looked in SubIFDs; an OME-XML naming one image hides the rest of
+        the IFD chain the same way. As in OpenSlide, a level is a tiled page: here a tiled page
+        in the IFD chain or in level 0's SubIFDs that is a reduced copy of level 0 (see
+        :func:`_is_reduced_copy`) and that the vendor reading does not give to another image.
+        The vendor string still names the associated images (see :meth:`_associated_series`).
+        """
+        levels = series.levels
+        if any(len(level.pages) != 1 for level in levels):
+            return series  # levels of several pages (channels, planes): the format's own layout
+        base = levels[0].keyframe
+        # pages of the other images (OME images, not a label or macro) and of the levels
+        taken = {
+            page.offset
+            for other in self._tif.series
+            if other is series or other.name.lower() not in ASSOCIATED_SERIES
+            for level in other.levels
+            for page in level.pages
+            if page is not None
+        }
+        pages = self._tif.pages
+        chain = (pages.get(i) for i in range(len(pages)))
+        subifds = tifffile.TiffPages(base) if base.subifds else ()
+        found = [
+            page
+            for page in (*chain, *subifds)
+            if page.offset not in taken and _is_reduced_copy(page, base)
+        ]
+        if not found:
+            return series
+        by_shape: dict[tuple[int, ...], tifffile.TiffPage] = {}
+        for page in (*(level.keyframe for level in levels), *found):
+            by_shape.setdefault(page.shape, page)
+        rebuilt = [
+            tifffile.TiffPageSeries(
+                [page], page.shape, page.dtype, page.axes, name=series.name, kind="structure"
+            )
+            for page in sorted(by_shape.values(), key=lambda p: -p.imagewidth * p.imagelength)
+        ]
+        rebuilt[0].levels = rebuilt
+        return rebuilt[0]
 
     def _check_axes(self) -> None:
         axes, shape = self._series.axes, self._series.shape
@@ -250,11 +298,12 @@ class TifffileSource(SlideSource):
         return infos
 
     def _associated_series(self) -> dict[str, tifffile.TiffPageSeries]:
+        levels = {level.keyframe.offset for level in self._series.levels}
         return {
             s.name.lower(): s
             for s in self._tif.series
-            if s is not self._series
-            and s.name.lower() in ASSOCIATED_SERIES
+            if s.name.lower() in ASSOCIATED_SERIES
+            and s.keyframe.offset not in levels
             and set(s.axes) <= set("YXS")
         }
 
@@ -313,6 +362,29 @@ def _check_ifd_chain(path: Path) -> None:
                 raise TruncatedFileError(msg)
             fh.seek(end - offset_size)
             offset = int.from_bytes(fh.read(offset_size), "little" if order == "<" else "big")
+
+
+def _is_reduced_copy(page: tifffile.TiffPage, base: tifffile.TiffPage) -> bool:
+    """Whether ``page`` is a tiled pyramid level of ``base``: smaller, same aspect and samples.
+
+    A level's sides are level 0's divided by one downsample and rounded either way, so
+    ``h = H/d + e1`` and ``w = W/d + e2`` with ``|e1|, |e2| < 1``: then ``|H*w - h*W|`` is
+    below ``H + W``. Aperio's thumbnail, label and macro are stripped, never tiled.
+    """
+    h, w, big_h, big_w = page.imagelength, page.imagewidth, base.imagelength, base.imagewidth
+    same_samples = (page.dtype, page.samplesperpixel, page.photometric, page.planarconfig) == (
+        base.dtype,
+        base.samplesperpixel,
+        base.photometric,
+        base.planarconfig,
+    )
+    return (
+        page.is_tiled
+        and same_samples
+        and 0 < h < big_h
+        and 0 < w < big_w
+        and abs(big_h * w - h * big_w) < big_h + big_w
+    )
 
 
 def _plane_size(series: tifffile.TiffPageSeries) -> int:
