@@ -23,6 +23,7 @@ def open(
     reader: str = "auto",
     chunks: ChunksLike = None,
     reader_options: Mapping[str, Any] | None = None,
+    to_srgb: bool = False,
 ) -> Slide:
     """Open a whole-slide image as a :class:`Slide` of lazy dask levels.
 
@@ -41,6 +42,10 @@ def open(
     reader_options : mapping, optional
         Passed to the reader, e.g. ``{"series": 1}`` for tifffile or ``{"max_pixels": N}``
         for Pillow.
+    to_srgb : bool, optional
+        Convert the pixels from the file's embedded ICC profile to sRGB (littleCMS,
+        perceptual intent, as large_image does by default). A file without a profile is
+        served unchanged. Default False: the stored values. See :attr:`Slide.icc_profile`.
 
     Returns
     -------
@@ -63,7 +68,10 @@ def open(
     >>> slide.tree["level0"].image.dims
     ('y', 'x', 'c')
     """
-    spec, metadata = source_cache.open(path, reader=reader, options=reader_options)
+    options = dict(reader_options or {})
+    if to_srgb:
+        options["to_srgb"] = True
+    spec, metadata = source_cache.open(path, reader=reader, options=options)
     return Slide(spec, metadata, chunks=chunks)
 
 
@@ -74,6 +82,7 @@ def open_datatree(
     reader: str = "auto",
     chunks: ChunksLike = None,
     reader_options: Mapping[str, Any] | None = None,
+    to_srgb: bool = False,
 ) -> xr.DataTree:
     """Open a whole-slide image as an :class:`xarray.DataTree`; see :func:`open` for parameters.
 
@@ -83,4 +92,6 @@ def open_datatree(
         ``/level0`` ... ``/levelN`` (``image`` variable, dims ``(y, x, c)``, mm coordinates)
         and ``/associated/<name>``.
     """
-    return open(path, reader=reader, chunks=chunks, reader_options=reader_options).tree
+    return open(
+        path, reader=reader, chunks=chunks, reader_options=reader_options, to_srgb=to_srgb
+    ).tree

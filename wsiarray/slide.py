@@ -105,6 +105,15 @@ class Slide:
         return self.metadata.properties
 
     @property
+    def icc_profile(self) -> bytes | None:
+        """The ICC profile of the pixels served, or ``None`` when the file embeds none.
+
+        That is the file's own profile, or the sRGB profile when opened with ``to_srgb=True``.
+        ``PIL.ImageCms.ImageCmsProfile(io.BytesIO(slide.icc_profile))`` reads it.
+        """
+        return self.metadata.icc_profile
+
+    @property
     def associated(self) -> dict[str, xr.DataArray]:
         """Associated images (label, macro, thumbnail, ...) by name, lazy."""
         if "associated" not in self.tree.children:

@@ -51,7 +51,8 @@ class SlideMetadata:
     ``orientation`` is how the reader's stored pixels are turned (the TIFF/EXIF Orientation
     value, 1 = upright): a reader describes its levels as stored, and
     :func:`~wsiarray.sources.open_source` shows them upright, so every source it returns
-    reports 1 (:mod:`wsiarray.sources._orientation`).
+    reports 1 (:mod:`wsiarray.sources._orientation`). ``icc_profile`` is the embedded ICC
+    profile of the pixels served (level 0's), or None when the file has none.
     """
 
     format: str
@@ -67,6 +68,7 @@ class SlideMetadata:
     properties: Mapping[str, str] = field(default_factory=dict)
     associated: tuple[AssociatedInfo, ...] = ()
     orientation: int = 1
+    icc_profile: bytes | None = field(default=None, repr=False)
 
     @property
     def resolution(self) -> Resolution:

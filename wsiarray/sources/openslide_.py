@@ -129,7 +129,12 @@ class OpenSlideSource(SlideSource):
             background=_vendor.parse_color(props.get("openslide.background-color")),
             properties=props,
             associated=tuple(self._associated_info(props)),
+            icc_profile=self._icc_profile(),
         )
+
+    def _icc_profile(self) -> bytes | None:
+        profile = self._slide.color_profile  # None when the slide embeds no profile
+        return None if profile is None else bytes(profile.tobytes())
 
     def _level_info(self, level: int, props: dict[str, str]) -> LevelInfo:
         width, height = self._slide.level_dimensions[level]

@@ -76,6 +76,7 @@ class PilSource(SlideSource):
             fmt = (image.format or "image").lower()
             # EXIF Orientation (a phone's or camera's JPEG); shown upright by open_source
             orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+            icc_profile = image.info.get("icc_profile") or None
         if width * height > max_pixels:
             msg = (
                 f"{path} is {width} x {height} = {width * height:,} pixels, more than the "
@@ -94,6 +95,7 @@ class PilSource(SlideSource):
             dtype=dtype,
             channels=channels,
             orientation=orientation if orientation in range(1, 9) else 1,
+            icc_profile=icc_profile,
         )
         self._pixels: np.ndarray | None = None
         self._lock = threading.Lock()

@@ -36,6 +36,7 @@ from wsiarray.compat.large_image._tiles import (
     tile_positions,
     tile_values,
 )
+from wsiarray.errors import OptionError
 
 
 def getTileSource(path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> TileSource:
@@ -54,6 +55,10 @@ class TileSource:
         3 for RGB, 4 for RGBA; by default what large_image's default source returns.
     reader : str
         wsiarray reader (``"auto"`` by default).
+    style : mapping, optional
+        Of large_image's styles only ``{"icc": False}`` is taken: by default, as in large_image,
+        an 8-bit RGB slide with an embedded ICC profile is served converted to sRGB
+        (``wsiarray.open(..., to_srgb=True)``); ``{"icc": False}`` serves the stored values.
 
     Attributes
     ----------
@@ -64,10 +69,16 @@ class TileSource:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, bands: int | None = None, reader: str = "auto"
+        self,
+        path: str | os.PathLike[str],
+        *,
+        bands: int | None = None,
+        reader: str = "auto",
+        style: Mapping[str, Any] | None = None,
     ) -> None:
         self._path, self._reader, self._bands_option = os.fspath(path), reader, bands
-        self._slide = wsiarray.open(path, reader=reader)
+        self._style = dict(style or {})
+        self._slide = _open_styled(path, reader, self._style)
         self.pyramid = Pyramid.of(self._slide.level_shapes, self._slide.metadata.levels[0].tile)
         self.sizeX, self.sizeY = self.pyramid.size_x, self.pyramid.size_y
         self.tileWidth, self.tileHeight = self.pyramid.tile_width, self.pyramid.tile_height
@@ -75,7 +86,7 @@ class TileSource:
         self._band_count = bands if bands is not None else self._default_bands()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_reopen, (self._path, self._bands_option, self._reader))
+        return (_reopen, (self._path, self._bands_option, self._reader, self._style))
 
     def _default_bands(self) -> int:
         """4 (RGBA) for an RGB file OpenSlide recognises, as large_image reads it through
@@ -320,5 +331,22 @@ class TileSource:
         return encode(image, kwargs.get("format", (TILE_FORMAT_IMAGE,)), kwargs)
 
 
-def _reopen(path: str, bands: int | None, reader: str) -> TileSource:
-    return TileSource(path, bands=bands, reader=reader)
+def _reopen(path: str, bands: int | None, reader: str, style: dict[str, Any]) -> TileSource:
+    return TileSource(path, bands=bands, reader=reader, style=style)
+
+
+def _open_styled(
+    path: str | os.PathLike[str], reader: str, style: dict[str, Any]
+) -> wsiarray.Slide:
+    """The slide as large_image styles it: converted to sRGB when it has an ICC profile (an
+    8-bit RGB one: large_image's conversion of other slides fails and leaves them as stored)
+    unless ``style`` says ``{"icc": False}``."""
+    if set(style) - {"icc"}:
+        msg = f"of large_image's styles wsiarray's compat takes only {{'icc': bool}}, not {style}"
+        raise OptionError(msg)
+    slide = wsiarray.open(path, reader=reader)
+    meta = slide.metadata
+    wanted = style.get("icc", True) and meta.icc_profile is not None
+    if wanted and meta.dtype == "uint8" and meta.channels[:3] == ("R", "G", "B"):
+        return wsiarray.open(path, reader=reader, to_srgb=True)
+    return slide
