@@ -163,3 +163,74 @@ def test_a_compression_no_codec_reads_is_refused_at_open(tmp_path: Path) -> None
         wa.open(path, reader="tifffile")
     with pytest.raises(wa.UnsupportedFormatError, match="compression 52479"):
         wa.open(path)  # every reader says why
+
+
+def _zero_tag(path: Path, page: int, tag: str) -> None:
+    """Overwrite one SHORT or LONG tag value of a page with 0, as a damaged writer leaves it."""
+    with tifffile.TiffFile(path) as tif:
+        entry = tif.pages[page].tags[tag]
+        offset, size = entry.valueoffset, 2 if entry.dtype == 3 else 4
+    data = bytearray(path.read_bytes())
+    data[offset : offset + size] = bytes(size)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("page", "tag", "tiled", "message"),
+    [
+        (0, "ImageWidth", True, r"image directory 0 declares a 0 x 64 image"),
+        (2, "ImageWidth", False, r"image directory 2 declares a 0 x 16 image"),
+        (0, "TileWidth", True, r"level 0 declares a 64 x 64 image in 0 x 16 tiles"),
+        (0, "RowsPerStrip", False, r"level 0 declares a 64 x 64 image in 64 x 0 strips"),
+    ],
+)
+def test_a_zero_size_is_named_not_a_division_by_zero(
+    tmp_path: Path, pattern, page: int, tag: str, tiled: bool, message: str
+) -> None:
+    # tifffile (grouping pages into series) and the tile grid divide by these sizes: the
+    # error was "ZeroDivisionError: division by zero" inside an UnsupportedFormatError
+    path = tmp_path / "zero.tif"
+    options = {"tile": (16, 16)} if tiled else {"rowsperstrip": 16}
+    base = pattern(64, 64, 3)
+    with tifffile.TiffWriter(path) as tif:
+        for step, kind in ((1, 0), (2, 1), (4, 1)):
+            tif.write(base[::step, ::step], photometric="rgb", compression="zlib",
+                      subfiletype=kind, **options)  # fmt: skip
+    _zero_tag(path, page, tag)
+    with pytest.raises(wa.UnsupportedFormatError, match=message) as error:
+        wa.open(path, reader="tifffile")
+    assert "ZeroDivisionError" not in str(error.value)
+
+
+def test_a_zero_width_level_0_is_refused_not_shown_as_level_1(tmp_path: Path, pattern) -> None:
+    # with no tifffile "shaped" description, tifffile drops a 0-pixel page: the file opened
+    # with its level 1 (32 x 32) as the slide
+    path = tmp_path / "zero.tif"
+    base = pattern(64, 64, 3)
+    with tifffile.TiffWriter(path) as tif:
+        for step, kind in ((1, 0), (2, 1)):
+            tif.write(base[::step, ::step], photometric="rgb", tile=(16, 16), subfiletype=kind,
+                      metadata=None)  # fmt: skip
+    _zero_tag(path, 0, "ImageWidth")
+    with pytest.raises(wa.UnsupportedFormatError, match=r"image directory 0 declares a 0 x 64"):
+        wa.open(path, reader="tifffile")
+
+
+@pytest.mark.parametrize("tiled", [True, False], ids=["tiled", "stripped"])
+def test_an_olympus_vsi_is_refused_by_name(tmp_path: Path, pattern, tiled: bool) -> None:
+    # to a TIFF reader a VSI is a TIFF holding a preview; the slide is in the .ets files of
+    # the folder _<name>_ beside it. It used to open as the preview
+    path = tmp_path / "slide.vsi"
+    tifffile.imwrite(path, pattern(64, 96, 3), photometric="rgb", tile=(16, 16) if tiled else None)
+    with pytest.raises(wa.UnsupportedFormatError, match=r"Olympus VSI.*_slide_.*not beside"):
+        wa.open(path, reader="tifffile")
+    stack = tmp_path / "_slide_" / "stack1"
+    stack.mkdir(parents=True)
+    (stack / "frame_t.ets").write_bytes(b"SIS\x00")
+    with pytest.raises(wa.UnsupportedFormatError, match=r"1 \.ets file there.*bfconvert"):
+        wa.open(path, reader="tifffile")
+    # by "auto", the next reader is tried after a refusal: OpenSlide shows a tiled preview
+    # as a generic TIFF, so only the stripped one is refused by every reader
+    if not tiled:
+        with pytest.raises(wa.UnsupportedFormatError, match="Olympus VSI"):
+            wa.open(path)

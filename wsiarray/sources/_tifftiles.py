@@ -22,7 +22,7 @@ import numpy as np
 import tifffile
 from tifffile import COMPRESSION, PLANARCONFIG
 
-from wsiarray.errors import CorruptTileError
+from wsiarray.errors import CorruptTileError, UnsupportedFormatError
 from wsiarray.sources._jpeg import JpegTileDecoder
 from wsiarray.sources._tifffile_internals import decode_tile
 
@@ -72,6 +72,22 @@ class LevelTiles:
         tile_dims = keyframe.chunks[:-1] if contiguous_samples else keyframe.chunks
         self.tile: tuple[int, int] = (tile_dims[-2], tile_dims[-1])
         self.shape = (keyframe.imagelength, keyframe.imagewidth)
+        if 0 in self.tile:
+            # a damaged directory: the tile grid below would divide by zero. tifffile reads a
+            # TileWidth of 0 as "not tiled": name the tags the file has
+            tags = keyframe.tags
+            tiled = "TileWidth" in tags or "TileLength" in tags
+            width, length = (
+                (tags.valueof("TileWidth", 0), tags.valueof("TileLength", 0))
+                if tiled
+                else (self.shape[1], self.tile[0])
+            )
+            msg = (
+                f"{path}: level {level} declares a {self.shape[1]} x {self.shape[0]} image in "
+                f"{width} x {length} {'tiles' if tiled else 'strips'}; a tile or strip cannot be "
+                "0 pixels wide or high, so the file is damaged"
+            )
+            raise UnsupportedFormatError(msg)
         self.grid = (
             math.ceil(self.shape[0] / self.tile[0]),
             math.ceil(self.shape[1] / self.tile[1]),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any, ClassVar, override
+from typing import Any, ClassVar, Literal, override
 
 import numpy as np
 import tifffile
@@ -43,6 +43,11 @@ FORMATS = (
 #: TIFF tags copied into the properties as ``tiff.<name>`` (OpenSlide's convention).
 TEXT_TAGS = ("ImageDescription", "Make", "Model", "Software", "DateTime", "Artist", "Copyright")
 
+#: ImageWidth and ImageLength, and the byte sizes of the TIFF types they may have
+#: (SHORT, LONG, LONG8).
+SIZE_TAGS = (256, 257)
+INTEGER_TYPE_SIZES = {3: 2, 4: 4, 16: 8}
+
 RGB_BANDS = {3: ("R", "G", "B"), 4: ("R", "G", "B", "A")}
 #: TIFF ResolutionUnit values that name a length (1, no unit, is a placeholder: ignored).
 RESOLUTION_UNITS = {RESUNIT.INCH: "inch", RESUNIT.CENTIMETER: "cm"}
@@ -73,6 +78,7 @@ class TifffileSource(SlideSource):
 
     def __init__(self, path: Path, /, *, series: int | None = None, **options: Any) -> None:
         super().__init__(path, series=series, **options)
+        _refuse_olympus_vsi(path)
         _check_ifd_chain(path)
         self._tif = tifffile.TiffFile(path)
         self._associated_lock = threading.Lock()
@@ -333,26 +339,33 @@ class TifffileSource(SlideSource):
 
 
 def _check_ifd_chain(path: Path) -> None:
-    """Raise :class:`TruncatedFileError` if the chain of image directories leaves the file.
+    """Walk the chain of image directories, refusing a cut-off file and a 0-pixel image.
 
     tifffile drops directories past the end of a cut-off file with only a log message,
-    which would silently hide levels or associated images.
+    which would silently hide levels or associated images. A directory whose ImageWidth or
+    ImageLength is 0 (libtiff refuses it) made tifffile divide by zero while grouping pages
+    into series, or drop the page: a file whose level 0 said 0 opened as its level 1.
+
+    Raises
+    ------
+    TruncatedFileError
+        A directory lies past the end of the file.
+    UnsupportedFormatError
+        A directory declares a 0-pixel wide or high image.
     """
     size = os.path.getsize(path)
     with path.open("rb") as fh:
         header = fh.read(16)
-        order = "<" if header[:2] == b"II" else ">"
-        big = int.from_bytes(header[2:4], "little" if order == "<" else "big") == 43
+        order: Literal["little", "big"] = "little" if header[:2] == b"II" else "big"
+        big = int.from_bytes(header[2:4], order) == 43
         count_size, entry_size, offset_size = (8, 20, 8) if big else (2, 12, 4)
-        offset = int.from_bytes(
-            header[8:16] if big else header[4:8], "little" if order == "<" else "big"
-        )
+        offset = int.from_bytes(header[8:16] if big else header[4:8], order)
         seen: set[int] = set()
         while offset and offset not in seen and len(seen) < 1_000_000:
             seen.add(offset)
             fh.seek(offset)
             count_bytes = fh.read(count_size)
-            count = int.from_bytes(count_bytes, "little" if order == "<" else "big")
+            count = int.from_bytes(count_bytes, order)
             end = offset + count_size + count * entry_size + offset_size
             if len(count_bytes) < count_size or end > size:
                 msg = (
@@ -360,8 +373,32 @@ def _check_ifd_chain(path: Path) -> None:
                     f"byte {offset:,}. Copy the file again completely."
                 )
                 raise TruncatedFileError(msg)
-            fh.seek(end - offset_size)
-            offset = int.from_bytes(fh.read(offset_size), "little" if order == "<" else "big")
+            entries = fh.read(count * entry_size + offset_size)
+            width, length = (
+                _inline_value(entries, count, entry_size, tag, order) for tag in SIZE_TAGS
+            )
+            if width == 0 or length == 0:
+                msg = (
+                    f"{path}: image directory {len(seen) - 1} declares a {width} x {length} image "
+                    "(ImageWidth x ImageLength); an image cannot be 0 pixels wide or high, so "
+                    "the file is damaged"
+                )
+                raise UnsupportedFormatError(msg)
+            offset = int.from_bytes(entries[-offset_size:], order)
+
+
+def _inline_value(
+    entries: bytes, count: int, entry_size: int, tag: int, order: Literal["little", "big"]
+) -> int | None:
+    """The SHORT, LONG or LONG8 value of ``tag`` among a directory's entries, or ``None``."""
+    value_at = 4 + (entry_size - 4) // 2  # tag, type, then count and value of equal size
+    for start in range(0, count * entry_size, entry_size):
+        if int.from_bytes(entries[start : start + 2], order) == tag:
+            width = INTEGER_TYPE_SIZES.get(int.from_bytes(entries[start + 2 : start + 4], order))
+            if width is None:
+                return None
+            return int.from_bytes(entries[start + value_at : start + value_at + width], order)
+    return None
 
 
 def _is_reduced_copy(page: tifffile.TiffPage, base: tifffile.TiffPage) -> bool:
@@ -385,6 +422,31 @@ def _is_reduced_copy(page: tifffile.TiffPage, base: tifffile.TiffPage) -> bool:
         and 0 < w < big_w
         and abs(big_h * w - h * big_w) < big_h + big_w
     )
+
+
+def _refuse_olympus_vsi(path: Path) -> None:
+    """Raise :class:`UnsupportedFormatError` for an Olympus (Evident) VSI file.
+
+    A ``.vsi`` file is a TIFF holding only a preview of the slide: the pyramid is in the
+    ``.ets`` files of the folder ``_<name>_`` beside it, in Olympus' own container. Read as a
+    TIFF, the preview would pass for the slide.
+    """
+    if path.suffix.lower() != ".vsi":
+        return
+    folder = path.with_name(f"_{path.stem}_")
+    ets = sorted(folder.glob("stack*/*.ets")) if folder.is_dir() else []
+    found = (
+        f"{len(ets)} .ets file{'s' if len(ets) != 1 else ''} there"
+        if ets
+        else "it is not beside the .vsi file: copy it with the .vsi"
+    )
+    msg = (
+        f"{path} is an Olympus VSI file: its TIFF is only a preview, and its pixels are in the "
+        f"_{path.stem}_/stack*/*.ets files ({found}), which wsiarray does not read. Convert the "
+        "slide to OME-TIFF with Bio-Formats (bfconvert -noflat -tilex 512 -tiley 512 "
+        f"{path.name} {path.stem}.ome.tif) or QuPath, and open that"
+    )
+    raise UnsupportedFormatError(msg)
 
 
 def _plane_size(series: tifffile.TiffPageSeries) -> int:
