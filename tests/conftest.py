@@ -84,8 +84,8 @@ if TYPE_CHECKING:  # the DICOMweb fixture's types; the helper itself is imported
 def orthanc() -> Iterator[OrthancServer]:
     """A private Orthanc DICOMweb server for the session (tests/servers.py): ``.url`` is the
     DICOMweb root (``http://127.0.0.1:PORT/dicom-web``), ``.upload(paths)`` stores DICOM files
-    and returns ``[(study_uid, series_uid), ...]``, one per series. Skipped, naming what is missing and
-    how CI installs it, where Orthanc or its DICOMweb plugin is not installed."""
+    and returns ``[(study_uid, series_uid), ...]``, one per series. Skipped, naming what is
+    missing and how CI installs it, where Orthanc or its DICOMweb plugin is not installed."""
     from tests.servers import start_orthanc
 
     server = start_orthanc()
