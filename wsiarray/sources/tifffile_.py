@@ -128,21 +128,24 @@ class TifffileSource(SlideSource):
             return series  # levels of several pages (channels, planes): the format's own layout
         base = levels[0].keyframe
         # pages of the other images (OME images, not a label or macro) and of the levels
-        taken = {
-            page.offset
+        taken = [
+            page
             for other in self._tif.series
             if other is series or other.name.lower() not in ASSOCIATED_SERIES
             for level in other.levels
             for page in level.pages
             if page is not None
-        }
+        ]
+        # a page of the IFD chain has an int index, one in SubIFDs a tuple: taken pages of
+        # the chain are not even read
+        indices, offsets = {page.index for page in taken}, {page.offset for page in taken}
         pages = self._tif.pages
-        chain = (pages.get(i) for i in range(len(pages)))
+        chain = (pages.get(i) for i in range(len(pages)) if i not in indices)
         subifds = tifffile.TiffPages(base) if base.subifds else ()
         found = [
             page
             for page in (*chain, *subifds)
-            if page.offset not in taken and _is_reduced_copy(page, base)
+            if page.offset not in offsets and _is_reduced_copy(page, base)
         ]
         if not found:
             return series
