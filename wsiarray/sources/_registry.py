@@ -22,6 +22,7 @@ from wsiarray.errors import (
 )
 from wsiarray.sources._base import SlideSource
 from wsiarray.sources._orientation import upright
+from wsiarray.sources._spec import is_url
 
 __all__ = ["BUILTIN_READERS", "ENTRY_POINT_GROUP", "available_readers", "open_source"]
 
@@ -29,6 +30,8 @@ ENTRY_POINT_GROUP = "wsiarray.readers"
 #: The built-in readers, in the order ``reader="auto"`` tries them.
 BUILTIN_READERS = {
     "tifffile": "wsiarray.sources.tifffile_:TifffileSource",
+    # before OpenSlide, which also reads DICOM WSI but interpolates its non-dyadic levels
+    "dicom": "wsiarray.sources.dicom_:DicomSource",
     "openslide": "wsiarray.sources.openslide_:OpenSlideSource",
     "pil": "wsiarray.sources.pil_:PilSource",
     "zarr": "wsiarray.sources.zarr_:OmeZarrSource",
@@ -75,22 +78,25 @@ def _reader_class(name: str, target: str | None = None) -> type[SlideSource]:
 
 
 def _check_path(path: Path) -> bytes:
-    """The first bytes of a file, or a zarr store directory's root metadata, for ``claims``."""
+    """The first bytes of a file, for ``claims``; for a directory, those of the zarr store's
+    root metadata or of the first DICOM file in it."""
     if not path.exists():
         msg = f"no such file: {path}"
         raise SlideNotFoundError(msg)
     if path.is_dir():
         from wsiarray.ngff import root_metadata
+        from wsiarray.sources.dicom_ import holds_dicom
 
-        metadata = root_metadata(path)
-        if metadata is not None:
-            return metadata.read_bytes()
-        msg = (
-            f"{path} is a directory, not a slide file. Pass the slide file itself: for MIRAX the "
-            ".mrxs file beside its data folder, for DICOM WSI one of the folder's instance files. "
-            "The only directories wsiarray opens are OME-Zarr stores (zarr.json at the top)."
-        )
-        raise UnsupportedFormatError(msg)
+        metadata = root_metadata(path) or holds_dicom(path)
+        if metadata is None:
+            msg = (
+                f"{path} is a directory, not a slide file. Pass the slide file itself: for "
+                "MIRAX the .mrxs file beside its data folder. The only directories wsiarray "
+                "opens are OME-Zarr stores (zarr.json at the top) and folders of DICOM WSI "
+                "instance files."
+            )
+            raise UnsupportedFormatError(msg)
+        path = metadata
     with path.open("rb") as fh:
         header = fh.read(HEADER_BYTES)
     if not header:
@@ -109,9 +115,12 @@ def open_source(
     """Open ``path`` with the named reader, or with the first reader that can read it.
 
     With ``reader="auto"`` each reader that recognises the file's first bytes is tried in
-    order (tifffile, openslide, pil, zarr, then third-party readers); the first that opens the
-    file wins. A directory is tried only when it is a zarr store (its root metadata stands
-    in for the first bytes). The caller owns the returned source and closes it.
+    order (tifffile, dicom, openslide, pil, zarr, then third-party readers); the first that
+    opens the file wins. A directory is tried only when it is a zarr store or holds DICOM
+    files (its root metadata, or its first DICOM file, stands in for the first bytes). An
+    ``http(s)://`` URL is not a local path: by "auto" a DICOMweb series URL
+    (``.../studies/<uid>/series/<uid>``) opens with the dicom reader, its ``user:password@``
+    moved into the ``credentials`` option. The caller owns the returned source and closes it.
 
     Raises
     ------
@@ -124,9 +133,11 @@ def open_source(
     ReaderUnavailableError
         The named reader does not exist or cannot be imported.
     """
+    options = dict(options or {})
+    if is_url(path):
+        return _open_url(str(path), reader, options)
     file = Path(path).expanduser()
     header = _check_path(file)
-    options = dict(options or {})
     if reader != "auto":
         return _try_open(_reader_class(reader), file, options)
     answers = []
@@ -147,7 +158,29 @@ def open_source(
     raise UnsupportedFormatError(msg)
 
 
-def _try_open(cls: type[SlideSource], path: Path, options: dict[str, Any]) -> SlideSource:
+def _open_url(url: str, reader: str, options: dict[str, Any]) -> SlideSource:
+    """Open a URL with the named reader or, by "auto", a DICOMweb series URL with dicom's.
+
+    Readers' ``claims`` take local paths, so "auto" does not ask them about a URL.
+    """
+    from wsiarray.sources.dicom_ import is_dicomweb_url, split_credentials
+
+    # a secret in the URL would show in every message and repr: it travels as an option
+    url, credentials = split_credentials(url, options.get("credentials"))
+    if credentials is not None:
+        options["credentials"] = credentials
+    if reader == "auto":
+        if not is_dicomweb_url(url):
+            msg = (
+                "the only URLs wsiarray opens are DICOMweb series URLs, "
+                "http(s)://host/prefix/studies/<StudyInstanceUID>/series/<SeriesInstanceUID>"
+            )
+            raise UnsupportedFormatError(msg)
+        reader = "dicom"
+    return _try_open(_reader_class(reader), url, options)
+
+
+def _try_open(cls: type[SlideSource], path: Path | str, options: dict[str, Any]) -> SlideSource:
     try:
         return upright(cls(path, **options))
     except WsiArrayError:

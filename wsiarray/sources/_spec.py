@@ -9,7 +9,15 @@ from pathlib import Path
 from stat import S_ISDIR
 from typing import Any
 
-__all__ = ["SourceSpec"]
+__all__ = ["SourceSpec", "is_url"]
+
+#: Paths with these prefixes are URLs (a DICOMweb series), not local files.
+URL_SCHEMES = ("http://", "https://")
+
+
+def is_url(path: object) -> bool:
+    """Whether ``path`` is an ``http(s)://`` URL rather than a local path."""
+    return isinstance(path, str) and path.lower().startswith(URL_SCHEMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +32,9 @@ class SourceSpec:
 
     The cache checks the stamp at every use (one ``stat``), so a file modified in place
     under an open source is refused rather than read at its old offsets.
+
+    A URL (a DICOMweb series) is kept as given, with the stamp ``(0, 0)``: the server's
+    series has no size or modification time to check, and it never counts as changed.
     """
 
     path: str
@@ -36,11 +47,15 @@ class SourceSpec:
         cls, path: str | os.PathLike[str], reader: str, options: Mapping[str, Any]
     ) -> SourceSpec:
         """Build a spec for an existing file, with its current size and mtime as ``stamp``."""
+        if is_url(path):
+            return cls(str(path), reader, tuple(sorted(options.items())))
         resolved = Path(path).resolve()
         return cls(str(resolved), reader, tuple(sorted(options.items())), _stamp(resolved))
 
     def changed(self) -> bool:
         """Whether the file's size or modification time differs from the stamp (or it is gone)."""
+        if is_url(self.path):
+            return False
         try:
             return _stamp(Path(self.path)) != self.stamp
         except OSError:

@@ -1,0 +1,306 @@
+"""The DICOM WSI reader: series from a folder or an instance, stored pixels, channels, errors.
+
+The series come from the shared test data (dicom/BPAEC: 3DHISTECH fluorescence, three
+optical paths; the CAMELYON conversion) and from ``dicom_corpus`` (tests/sources/conftest.py:
+series written by wsidicomizer and wsidicom from the shared SVS and CAMELYON files).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import wsiarray as wa
+from tests.sources.conftest import CAMELYON, CORPUS, SVS, grey16_pattern
+from wsiarray.sources import SourceSpec, open_source
+from wsiarray.sources.dicom_ import Credentials, DicomSource, split_credentials
+
+wsidicom = pytest.importorskip("wsidicom")
+pydicom = pytest.importorskip("pydicom")
+
+BPAEC = "dicom/BPAEC"
+
+#: pydicom warns, at wsidicom's first look at them, of the CAMELYON file's UIDs longer than
+#: 64 characters (its converter wrote them; its copies keep them): not wsiarray's to fix
+pytestmark = pytest.mark.filterwarnings("ignore:The value length .* for VR UI:UserWarning")
+
+
+def _series(name: str, real_slide, dicom_corpus) -> Path:
+    return dicom_corpus[name] if name in dicom_corpus else real_slide(name)
+
+
+def _wsidicom_window(
+    wsi: wsidicom.WsiDicom, level: int, y0: int, y1: int, x0: int, x1: int
+) -> np.ndarray:
+    """Pixels of a level assembled from wsidicom's own decode of each tile (``get_tile``)."""
+    from wsidicom.geometry import Point
+
+    wsi_level = wsi.pyramid.levels[level]
+    samples = wsi_level.default_instance.image_data.samples_per_pixel
+    # optical paths in the OpticalPathSequence's order (the CAMELYON file has none there)
+    paths = [p.identifier for p in wsi.metadata.pyramid.optical_paths] or wsi_level.optical_paths
+    paths = paths[:1] if samples > 1 else paths
+    th, tw = wsi_level.tile_size.height, wsi_level.tile_size.width
+    rows = []
+    for ty in range(y0 // th, (y1 - 1) // th + 1):
+        row = []
+        for tx in range(x0 // tw, (x1 - 1) // tw + 1):
+            tiles = [np.asarray(wsi_level.get_tile(Point(tx, ty), path=p)) for p in paths]
+            row.append(np.concatenate([t.reshape(*t.shape[:2], -1) for t in tiles], axis=-1))
+        rows.append(np.concatenate(row, axis=1))
+    whole = np.concatenate(rows, axis=0)
+    oy, ox = (y0 // th) * th, (x0 // tw) * tw
+    return whole[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+
+
+def _windows(shape: tuple[int, int], tile: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """Windows off the origin: one across the first tile borders, one at the far edges."""
+    (h, w), (th, tw) = shape, tile
+    y0 = th - 5 if h > th else h // 3
+    x0 = tw - 7 if w > tw else w // 3
+    across = (y0, min(h, y0 + 41), x0, min(w, x0 + 53))
+    edge = (max(1, h - 23), h, max(1, w - 31), w)
+    return [across, edge]
+
+
+SERIES = (BPAEC, CAMELYON, *CORPUS)
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_stored_pixels_on_every_level_equal_wsidicoms_tile_decode(
+    name, real_slide, dicom_corpus
+) -> None:
+    path = _series(name, real_slide, dicom_corpus)
+    with open_source(path) as source, wsidicom.WsiDicom.open(path) as wsi:
+        assert source.name == "dicom"
+        assert source.metadata.level_shapes == tuple(
+            (level.size.height, level.size.width) for level in wsi.pyramid.levels
+        )
+        for index, info in enumerate(source.metadata.levels):
+            assert info.tile == (
+                wsi.pyramid.levels[index].tile_size.height,
+                wsi.pyramid.levels[index].tile_size.width,
+            )
+            for y0, y1, x0, x1 in _windows(info.shape, info.tile):
+                block = source.read_block(index, y0, y1, x0, x1)
+                expected = _wsidicom_window(wsi, index, y0, y1, x0, x1)
+                assert block.shape == (y1 - y0, x1 - x0, len(source.metadata.channels))
+                assert block.dtype == source.metadata.dtype
+                np.testing.assert_array_equal(block, expected, err_msg=f"level {index}")
+
+
+def test_bpaec_from_its_folder_fluorescence_channels_label_and_pixel_size(real_slide) -> None:
+    folder = real_slide(BPAEC)
+    slide = wa.open(folder)
+    meta = slide.metadata
+    assert (meta.reader, meta.format, meta.dtype) == ("dicom", "dicom", "uint8")
+    # three MONOCHROME2 optical paths, named by their descriptions, in the sequence's order
+    assert meta.channels == ("Green", "Blue", "Red")
+    assert meta.background == (0, 0, 0)
+    assert meta.level_shapes[0] == (2304, 3072)
+    assert len(meta.levels) == 8
+    assert [a.name for a in meta.associated] == ["label"]
+    assert slide.associated["label"].shape[:2] == (441, 579)
+    base = pydicom.dcmread(folder / "5_0", stop_before_pixels=True)
+    spacing = base.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
+    assert (meta.mm_y, meta.mm_x) == (float(spacing[0]), float(spacing[1]))
+    # no ObjectiveLensPower in the dataset: derived from the pixel size
+    assert meta.magnification_derived
+    assert meta.properties["dicom.Manufacturer"] == "3DHISTECH Kft."
+    assert meta.properties["dicom.OpticalPath[0].Description"] == "Green"
+    image = slide.tree["level1"].image
+    assert image.dims == ("y", "x", "c")
+    assert list(image.c.values) == ["Green", "Blue", "Red"]
+    np.testing.assert_array_equal(
+        slide.read(700, 300, 400, 200, level=1), image.values[300:500, 700:1100]
+    )
+
+
+def test_one_instance_opens_its_whole_series(real_slide) -> None:
+    folder = real_slide(BPAEC)
+    from_folder = wa.open(folder)
+    from_instance = wa.open(folder / "7_0")
+    assert from_instance.level_shapes == from_folder.level_shapes
+    assert from_instance.metadata.associated == from_folder.metadata.associated
+    np.testing.assert_array_equal(
+        from_instance.read(1000, 900, 300, 300), from_folder.read(1000, 900, 300, 300)
+    )
+
+
+def test_objective_power_from_the_optical_path(dicom_corpus) -> None:
+    slide = wa.open(dicom_corpus["svs-jpeg"])
+    assert (slide.metadata.magnification, slide.metadata.magnification_derived) == (20.0, False)
+    assert slide.metadata.mm_x == pytest.approx(0.000499)
+    assert [a.name for a in slide.metadata.associated] == ["label", "macro", "thumbnail"]
+    assert slide.associated["macro"].shape == (431, 1280, 3)
+
+
+def test_lossless_series_equal_their_source_pixels(real_slide, dicom_corpus) -> None:
+    # HTJ2K lossless from the SVS: the SVS's own JPEG decode (tifffile reader), exactly
+    svs = wa.open(real_slide(SVS)).image(0).values
+    np.testing.assert_array_equal(wa.open(dicom_corpus["svs-htj2k"]).image(0).values, svs)
+    camelyon = wa.open(real_slide(CAMELYON)).image(0).values
+    for name in ("cam-j2k", "cam-jpegls", "cam-rle", "cam-raw"):
+        np.testing.assert_array_equal(wa.open(dicom_corpus[name]).image(0).values, camelyon)
+    for name in ("grey16-jpegls", "grey16-j2k", "grey16-raw"):
+        slide = wa.open(dicom_corpus[name])
+        assert (slide.metadata.dtype, slide.metadata.channels) == ("uint16", ("L",))
+        assert slide.metadata.mm_x == pytest.approx(0.0005)
+        np.testing.assert_array_equal(slide.image(0).values[..., 0], grey16_pattern())
+
+
+def test_jpeg_conversion_of_the_svs_is_re_encoded_not_copied(real_slide, dicom_corpus) -> None:
+    # wsidicomizer's tiffslide source decodes the SVS tiles and encodes new 512-px JPEG
+    # tiles: close to the SVS, not equal (it copies tiles only through opentile)
+    svs = wa.open(real_slide(SVS)).image(0).values.astype(int)
+    for name in ("svs-jpeg", "svs-jpeg-concat"):
+        pixels = wa.open(dicom_corpus[name]).image(0).values
+        assert pixels.shape == svs.shape
+        assert np.abs(pixels - svs).mean() < 5
+
+
+def test_a_concatenation_is_one_level(dicom_corpus) -> None:
+    folder = dicom_corpus["svs-jpeg-concat"]
+    volumes = [
+        pydicom.dcmread(f, stop_before_pixels=True)
+        for f in folder.iterdir()
+        if "VOLUME" in pydicom.dcmread(f, stop_before_pixels=True).ImageType
+    ]
+    assert len(volumes) > 1
+    assert len({str(v.ConcatenationUID) for v in volumes}) == 1
+    slide = wa.open(next(folder.iterdir()))  # any instance: label, part of the level, ...
+    np.testing.assert_array_equal(
+        slide.image(0).values, wa.open(dicom_corpus["svs-jpeg"]).image(0).values
+    )
+
+
+@pytest.mark.parametrize("name", [CAMELYON, "svs-jpeg", "cam-j2k"])
+def test_levels_and_pixels_equal_openslides(name, real_slide, dicom_corpus) -> None:
+    path = _series(name, real_slide, dicom_corpus)
+    instance = path if path.is_file() else _base_instance(path)
+    slide, other = wa.open(instance), wa.open(instance, reader="openslide")
+    assert (slide.metadata.reader, other.metadata.reader) == ("dicom", "openslide")
+    assert slide.level_shapes == other.level_shapes
+    np.testing.assert_array_equal(slide.read(300, 200, 300, 260), other.read(300, 200, 300, 260))
+
+
+def _base_instance(folder: Path) -> Path:
+    return next(
+        f
+        for f in sorted(folder.iterdir())
+        if "VOLUME" in pydicom.dcmread(f, stop_before_pixels=True).ImageType
+    )
+
+
+def test_reads_from_many_threads_equal_serial_reads(real_slide) -> None:
+    with open_source(real_slide(BPAEC)) as source:
+        windows = [(y, y + 300, x, x + 300) for y in (0, 900, 1900) for x in (0, 1000, 2700)]
+        serial = [source.read_block(0, *w) for w in windows]
+        with ThreadPoolExecutor(8) as pool:
+            threaded = list(pool.map(lambda w: source.read_block(0, *w), windows * 3))
+    for index, pixels in enumerate(threaded):
+        np.testing.assert_array_equal(pixels, serial[index % len(windows)])
+
+
+def test_a_truncated_instance_is_refused_at_open_naming_it(tmp_path, real_slide) -> None:
+    folder = tmp_path / "BPAEC"
+    shutil.copytree(real_slide(BPAEC), folder)
+    cut = folder / "6_0"
+    cut.chmod(0o644)
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(wa.TruncatedFileError, match=r"6_0 is truncated"):
+        wa.open(folder)
+    with pytest.raises(wa.TruncatedFileError, match=r"6_0 is truncated"):
+        wa.open(folder / "9_0")
+
+
+def test_a_damaged_tile_is_a_corrupt_tile_error_naming_the_file(tmp_path, real_slide) -> None:
+    source = real_slide(CAMELYON)
+    data = bytearray(source.read_bytes())
+    # past the header, inside the frames: zeroes in the JPEG entropy data of a frame
+    data[-30000:-20000] = bytes(10000)
+    damaged = tmp_path / "damaged.dcm"
+    damaged.write_bytes(bytes(data))
+    with open_source(damaged) as slide, pytest.raises(wa.CorruptTileError, match=r"damaged\.dcm"):
+        slide.read_block(0, 0, 700, 0, 1152)
+
+
+def test_an_undecodable_transfer_syntax_is_refused_at_open(tmp_path, real_slide) -> None:
+    # the file meta's Transfer Syntax UID (JPEG baseline) replaced in place by an unassigned
+    # UID of the same length (pydicom will not write a transfer syntax it does not know)
+    data = real_slide(CAMELYON).read_bytes()
+    head = pydicom.dcmread(real_slide(CAMELYON), stop_before_pixels=True)
+    assert head.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
+    patched = tmp_path / "patched.dcm"
+    patched.write_bytes(data.replace(b"1.2.840.10008.1.2.4.50", b"1.2.840.10008.1.2.4.49", 1))
+    with pytest.raises(
+        wa.UnsupportedFormatError, match=r"patched\.dcm.*1\.2\.840\.10008\.1\.2\.4\.49"
+    ):
+        open_source(patched, reader="dicom")
+
+
+def test_a_folder_without_dicom_is_still_refused(tmp_path) -> None:
+    (tmp_path / "notes.txt").write_text("not a slide")
+    with pytest.raises(wa.UnsupportedFormatError, match="folders of DICOM WSI"):
+        wa.open(tmp_path)
+
+
+def test_a_dicom_file_that_is_not_a_slide_is_refused(tmp_path, real_slide) -> None:
+    dataset = pydicom.dcmread(real_slide(CAMELYON), stop_before_pixels=True)
+    dataset.SOPClassUID = pydicom.uid.SecondaryCaptureImageStorage
+    dataset.file_meta.MediaStorageSOPClassUID = pydicom.uid.SecondaryCaptureImageStorage
+    other = tmp_path / "capture.dcm"
+    dataset.save_as(other, enforce_file_format=True)
+    with pytest.raises(wa.UnsupportedFormatError, match=r"capture\.dcm is a DICOM file but not"):
+        open_source(other, reader="dicom")
+
+
+def test_import_wsiarray_does_not_import_wsidicom(real_slide) -> None:
+    code = (
+        "import sys, wsiarray as wa; wa.open(sys.argv[1]).read(0, 0, 16, 16); "
+        "assert 'wsidicom' not in sys.modules and 'pydicom' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code, str(real_slide(SVS))], check=True)
+
+
+def test_without_wsidicom_the_reader_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, real_slide
+) -> None:
+    monkeypatch.setitem(sys.modules, "wsidicom", None)
+    with pytest.raises(wa.ReaderUnavailableError, match=r"wsiarray\[dicom\]"):
+        DicomSource(real_slide(CAMELYON))
+
+
+# -- DICOMweb URLs (no server here: the URL handling, spec and secrecy of credentials) ---------
+
+URL = "http://127.0.0.1:9/dicom-web/studies/1.2.3/series/4.5.6"
+
+
+def test_a_url_spec_has_no_stamp_and_never_changes() -> None:
+    spec = SourceSpec.create(URL, "dicom", {})
+    assert (spec.path, spec.stamp, spec.changed()) == (URL, (0, 0), False)
+
+
+def test_credentials_in_a_url_never_show() -> None:
+    secret = "http://alice:s3cret@127.0.0.1:9/dicom-web/studies/1.2.3/series/4.5.6"
+    url, credentials = split_credentials(secret, None)
+    assert (url, credentials) == (URL, Credentials("alice", "s3cret"))
+    assert "s3cret" not in repr(credentials)
+    assert "s3cret" not in repr(SourceSpec.create(url, "dicom", {"credentials": credentials}))
+    with pytest.raises(wa.UnsupportedFormatError) as error:  # nothing listens on port 9
+        wa.open(secret)
+    assert "s3cret" not in str(error.value)
+    assert "alice" not in str(error.value)
+    assert "DICOMweb series cannot be opened" in str(error.value)
+
+
+def test_a_url_that_is_no_dicomweb_series_is_refused() -> None:
+    with pytest.raises(wa.UnsupportedFormatError, match="DICOMweb series URLs"):
+        wa.open("https://example.org/slide.svs")

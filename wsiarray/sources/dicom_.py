@@ -1,0 +1,638 @@
+"""Reader for DICOM whole-slide images (VL Whole Slide Microscopy), over wsidicom.
+
+A DICOM slide is a *series*: one instance (file) per pyramid level, optionally split into
+a concatenation of several files, plus label, overview and thumbnail instances. It opens
+from the folder that holds the series, from any one of its instance files (the other
+instances of the same series in that folder are found by their SeriesInstanceUID), or from
+a DICOMweb URL ``http(s)://host/prefix/studies/<StudyInstanceUID>/series/<SeriesInstanceUID>``.
+
+Pixels come from wsidicom's decode of each level's own tiles (frames): no level is ever
+resampled from another. Transfer syntaxes are those wsidicom decodes with the installed
+codecs (JPEG baseline, JPEG 2000, HTJ2K, JPEG-LS, JPEG XL, RLE, uncompressed); a level in
+any other is refused when the slide is opened.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, override
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from wsiarray.errors import (
+    CorruptTileError,
+    OptionError,
+    ReaderUnavailableError,
+    TruncatedFileError,
+    UnsupportedFormatError,
+)
+from wsiarray.sources import _vendor
+from wsiarray.sources._base import AssociatedInfo, LevelInfo, SlideMetadata, SlideSource
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+    from wsidicom import WsiDicom
+    from wsidicom.group import Level
+
+__all__ = [
+    "Credentials",
+    "DicomSource",
+    "holds_dicom",
+    "is_dicom_header",
+    "is_dicomweb_url",
+    "split_credentials",
+]
+
+#: A DICOM Part 10 file: a 128-byte preamble, then these four bytes.
+DICM_OFFSET = 128
+DICM_MAGIC = b"DICM"
+#: The SOP class of whole-slide image instances (levels, label, overview, thumbnail).
+WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
+#: The attributes read from every file of a folder to find the series and check it.
+HEADER_TAGS = (
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "ImageType",
+    "SamplesPerPixel",
+    "BitsStored",
+    "PhotometricInterpretation",
+)
+#: ``http(s)://[user:password@]host[:port][/prefix]/studies/<uid>/series/<uid>``
+DICOMWEB_URL = re.compile(
+    r"^(?P<base>https?://[^/?#]+(?:/[^?#]*?)?)/studies/(?P<study>[0-9.]+)"
+    r"/series/(?P<series>[0-9.]+)/?$"
+)
+#: (FFFE,E000) Item and (FFFE,E0DD) Sequence Delimitation Item, little endian as
+#: encapsulated pixel data always is.
+ITEM_TAG = b"\xfe\xff\x00\xe0"
+SEQUENCE_DELIMITER_TAG = b"\xfe\xff\xdd\xe0"
+#: What a DICOM image type calls the associated images, and the name wsiarray (as OpenSlide)
+#: gives them.
+ASSOCIATED = {"LABEL": "label", "OVERVIEW": "macro", "THUMBNAIL": "thumbnail"}
+RGB_BANDS = ("R", "G", "B")
+#: DICOMweb requests: attempts, and the base of the exponential wait between them (ms).
+WEB_ATTEMPTS = 3
+WEB_WAIT_MS = 100
+INSTALL_HINT = 'pip install "wsiarray[dicom]"'
+
+
+def _import_wsidicom() -> Any:
+    try:
+        import wsidicom
+    except ImportError as exc:
+        msg = f"the dicom reader needs wsidicom: {INSTALL_HINT}"
+        raise ReaderUnavailableError(msg) from exc
+    return wsidicom
+
+
+def is_dicom_header(header: bytes) -> bool:
+    """Whether a file's first bytes are those of a DICOM Part 10 file ("DICM" at byte 128)."""
+    return header[DICM_OFFSET : DICM_OFFSET + len(DICM_MAGIC)] == DICM_MAGIC
+
+
+def _dicom_files(folder: Path) -> Iterator[Path]:
+    """The DICOM Part 10 files directly inside ``folder``, in name order."""
+    for entry in sorted(folder.iterdir()):
+        if not entry.is_file():
+            continue
+        try:
+            with entry.open("rb") as fh:
+                header = fh.read(DICM_OFFSET + len(DICM_MAGIC))
+        except OSError:
+            continue
+        if is_dicom_header(header):
+            yield entry
+
+
+def holds_dicom(folder: Path) -> Path | None:
+    """The first DICOM file directly inside ``folder``, or ``None`` when it holds none."""
+    return next(_dicom_files(folder), None)
+
+
+def is_dicomweb_url(path: object) -> bool:
+    """Whether ``path`` is a DICOMweb series URL (``.../studies/<uid>/series/<uid>``)."""
+    return isinstance(path, str) and DICOMWEB_URL.match(path) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A DICOMweb user name and password, never shown: its repr is masked.
+
+    A URL's ``user:password@`` is moved into this option, so that the slide's path (shown in
+    reprs, errors and the tree's attributes) carries no secret while the spec that dask
+    pickles can still reopen the series.
+    """
+
+    username: str
+    password: str
+
+    def __repr__(self) -> str:
+        return "Credentials(***)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Instance:
+    """What the folder scan learns of one DICOM file."""
+
+    path: Path
+    sop_class: str
+    study: str
+    series: str
+    image_type: str
+    transfer_syntax: Any  # pydicom UID
+    samples_per_pixel: int
+    bits: int
+    photometric: str
+    pixel_data_at: int | None
+
+
+class DicomSource(SlideSource):
+    """A DICOM whole-slide image series read with wsidicom.
+
+    Parameters
+    ----------
+    path : Path or str
+        The folder of the series, one of its instance files, or a DICOMweb series URL.
+    pyramid : int, optional
+        Which pyramid of the series to read when it holds several (wsidicom groups levels
+        into pyramids by their image origin and extent); the first by default.
+    z : float, optional
+        The focal plane to read (in µm, as the dataset states it). By default wsidicom's:
+        the only plane, or the middle one of a z-stack.
+    credentials : Credentials, optional
+        DICOMweb user and password; set from a URL's ``user:password@``.
+
+    Notes
+    -----
+    * Levels are the levels of the selected pyramid that hold the focal plane and every
+      optical path read; a level missing one of them is left out.
+    * A colour (RGB or YBR) series reads its first optical path as channels R, G, B. A
+      greyscale (MONOCHROME2) series reads every optical path as one channel, named by the
+      optical path's description (or its identifier where descriptions are missing or
+      repeat), in the order of the OpticalPathSequence; a single unnamed path is ``L``.
+    * Tiles that a TILED_SPARSE instance does not store read as wsidicom's blank tile, the
+      background: white for colour series, 0 for MONOCHROME2 (fluorescence).
+    * Associated images: LABEL instances as ``label``, OVERVIEW as ``macro`` and THUMBNAIL as
+      ``thumbnail`` (OpenSlide's names); one whose transfer syntax no installed codec
+      decodes is left out, as wsidicom leaves it.
+    """
+
+    name: ClassVar[str] = "dicom"
+
+    @classmethod
+    @override
+    def claims(cls, path: Path, header: bytes, /) -> bool:
+        return is_dicomweb_url(path) or is_dicom_header(header)
+
+    def __init__(
+        self,
+        path: Path | str,
+        /,
+        *,
+        pyramid: int = 0,
+        z: float | None = None,
+        credentials: Credentials | None = None,
+        **options: Any,
+    ) -> None:
+        wsidicom = _import_wsidicom()
+        if is_dicomweb_url(path):
+            path, credentials = split_credentials(str(path), credentials)
+            label = path
+        else:
+            path = Path(path)
+            label = str(path)
+        extra = {"credentials": credentials} if credentials is not None else {}
+        super().__init__(path, pyramid=pyramid, z=z, **extra, **options)  # type: ignore[arg-type]
+        self._label = label
+        if isinstance(path, str):
+            self._wsi = _open_web(wsidicom, path, credentials)
+        else:
+            self._wsi = _open_files(wsidicom, path)
+        try:
+            self._select(pyramid, z)
+            self.metadata = self._read_metadata()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- choosing the pyramid, focal plane and optical paths ----------------------------------
+
+    def _select(self, pyramid: int, z: float | None) -> None:
+        count = len(self._wsi.pyramids)
+        if not 0 <= pyramid < count:
+            msg = f"pyramid={pyramid!r}: {self._label} has {count} pyramid(s), 0 to {count - 1}"
+            raise OptionError(msg)
+        self._pyramid = pyramid
+        self._wsi.set_selected_pyramid(pyramid)
+        base = self._wsi.pyramids[pyramid].base_level
+        if z is not None and z not in base.focal_planes:
+            msg = f"z={z!r}: the focal planes of {self._label} are {sorted(base.focal_planes)} µm"
+            raise OptionError(msg)
+        self._z = z
+        image_data = base.default_instance.image_data
+        self._samples = image_data.samples_per_pixel
+        self._dtype = np.dtype(image_data.dtype)
+        self._photometric = image_data.photometric_interpretation
+        ordered = [p.identifier for p in self._wsi.metadata.pyramid.optical_paths]
+        paths = [p for p in ordered if p in base.optical_paths]
+        paths += [p for p in base.optical_paths if p not in paths]
+        # colour: the first optical path's R, G, B; grey: one channel per optical path
+        self._paths = paths[:1] if self._samples > 1 else paths
+        self._levels: list[Level] = [
+            level
+            for level in self._wsi.pyramids[pyramid].levels
+            if all(p in level.optical_paths for p in self._paths)
+            and (z is None or z in level.focal_planes)
+        ]
+
+    # -- metadata ------------------------------------------------------------------------------
+
+    def _read_metadata(self) -> SlideMetadata:
+        wsi_metadata = self._wsi.metadata
+        spacing = self._levels[0].pixel_spacing
+        mm_x = mm_y = None
+        if spacing is not None and spacing.width > 0 and spacing.height > 0:
+            mm_x, mm_y = float(spacing.width), float(spacing.height)
+        optical_paths = wsi_metadata.pyramid.optical_paths
+        objective = next(
+            (
+                p.objective.objective_power
+                for p in optical_paths
+                if p.identifier in self._paths and p.objective is not None
+            ),
+            None,
+        )
+        magnification, derived = _vendor.magnification_or_derived(objective, mm_x)
+        fill = 0 if self._photometric == "MONOCHROME2" else 255
+        channels = self._channel_names()
+        return SlideMetadata(
+            format="dicom",
+            reader=self.name,
+            levels=tuple(
+                LevelInfo(
+                    shape=(level.size.height, level.size.width),
+                    tile=(level.tile_size.height, level.tile_size.width),
+                )
+                for level in self._levels
+            ),
+            dtype=self._dtype.name,
+            channels=channels,
+            mm_x=mm_x,
+            mm_y=mm_y,
+            magnification=magnification,
+            magnification_derived=derived,
+            background=(fill,) * len(channels) if self._samples == 1 else (fill,) * 3,
+            properties=self._properties(),
+            associated=tuple(self._associated_info()),
+        )
+
+    def _channel_names(self) -> tuple[str, ...]:
+        if self._samples > 1:
+            return RGB_BANDS
+        described = {
+            p.identifier: (p.description or "").strip()
+            for p in self._wsi.metadata.pyramid.optical_paths
+        }
+        names = [described.get(p, "") for p in self._paths]
+        if all(names) and len(set(names)) == len(names):
+            return tuple(names)
+        if len(self._paths) == 1:
+            return ("L",)
+        return tuple(self._paths)
+
+    def _properties(self) -> dict[str, str]:
+        meta = self._wsi.metadata
+        base = self._levels[0].default_instance.image_data
+        values: dict[str, object] = {
+            "Manufacturer": meta.equipment.manufacturer if meta.equipment else None,
+            "ManufacturerModelName": meta.equipment.model_name if meta.equipment else None,
+            "DeviceSerialNumber": meta.equipment.device_serial_number if meta.equipment else None,
+            "SoftwareVersions": "\\".join(meta.equipment.software_versions or [])
+            if meta.equipment
+            else None,
+            "StudyInstanceUID": meta.study.uid if meta.study else None,
+            "SeriesInstanceUID": meta.series.uid if meta.series else None,
+            "SeriesDescription": meta.series.description if meta.series else None,
+            "ContainerIdentifier": meta.slide.identifier if meta.slide else None,
+            "AcquisitionDateTime": meta.pyramid.image.acquisition_datetime,
+            "TransferSyntaxUID": base.transfer_syntax,
+            "PhotometricInterpretation": self._photometric,
+            "BitsStored": base.bits,
+            "pyramid": self._pyramid,
+            "pyramid-count": len(self._wsi.pyramids),
+            "focal-planes": ",".join(str(z) for z in self._levels[0].focal_planes),
+        }
+        for index, path in enumerate(meta.pyramid.optical_paths):
+            values[f"OpticalPath[{index}].Identifier"] = path.identifier
+            values[f"OpticalPath[{index}].Description"] = path.description
+            if path.objective is not None:
+                values[f"OpticalPath[{index}].ObjectiveLensPower"] = path.objective.objective_power
+        for index, level in enumerate(self._levels):
+            image_data = level.default_instance.image_data
+            values[f"level[{index}].TransferSyntaxUID"] = image_data.transfer_syntax
+            values[f"level[{index}].pixel-spacing-mm"] = (
+                f"{level.pixel_spacing.height},{level.pixel_spacing.width}"
+                if level.pixel_spacing is not None
+                else None
+            )
+        return {
+            f"dicom.{key}": str(value)
+            for key, value in values.items()
+            if value is not None and value != ""
+        }
+
+    def _associated_groups(self) -> dict[str, Any]:
+        """The first label, overview and stored thumbnail of the series, by wsiarray name."""
+        groups = {
+            "label": self._wsi.labels,
+            "macro": self._wsi.overviews,
+            "thumbnail": self._wsi.pyramids[self._pyramid].thumbnails,
+        }
+        return {name: series.groups[0] for name, series in groups.items() if series}
+
+    def _associated_info(self) -> Iterator[AssociatedInfo]:
+        for name, group in self._associated_groups().items():
+            samples = group.default_instance.image_data.samples_per_pixel
+            yield AssociatedInfo(name, (group.size.height, group.size.width, samples))
+
+    # -- pixels ----------------------------------------------------------------------------------
+
+    @override
+    def read_block(self, level: int, y0: int, y1: int, x0: int, x1: int, /) -> np.ndarray:
+        wsi_level = self._levels[level]
+        planes = []
+        for path in self._paths:
+            try:
+                # the level's own scale (``Level.level``, wsidicom's log2 of the downsample)
+                # reads that level's tiles stitched, never scaled from another level
+                pixels = self._wsi.read_region(
+                    (x0, y0),
+                    wsi_level.level,
+                    (x1 - x0, y1 - y0),
+                    z=self._z,
+                    path=path,
+                    pyramid=self._pyramid,
+                    as_array=True,
+                )
+            except Exception as exc:
+                files = _files_of(wsi_level) or self._label
+                msg = (
+                    f"{files}: pixels y={y0}:{y1}, x={x0}:{x1} of level {level} (optical path "
+                    f"{path!r}) cannot be read: {type(exc).__name__}: {exc}. The file is "
+                    "damaged or incomplete."
+                )
+                raise CorruptTileError(msg) from exc
+            planes.append(pixels)
+        if self._samples > 1:
+            return np.asarray(planes[0])
+        return np.stack([np.asarray(p).reshape(y1 - y0, x1 - x0) for p in planes], axis=-1)
+
+    @override
+    def read_associated(self, name: str, /) -> np.ndarray:
+        if name not in self._associated_groups():
+            msg = f"{self._label} has no associated image {name!r}"
+            raise KeyError(msg)
+        try:
+            if name == "label":
+                image = self._wsi.read_label(as_array=True)
+            elif name == "macro":
+                image = self._wsi.read_overview(as_array=True)
+            else:
+                group = self._associated_groups()[name]
+                image = self._wsi.read_thumbnail(
+                    (group.size.width, group.size.height), pyramid=self._pyramid, as_array=True
+                )
+        except Exception as exc:
+            msg = f"{self._label}: the associated image {name!r} cannot be decoded ({exc})"
+            raise CorruptTileError(msg) from exc
+        image = np.asarray(image)
+        return image if image.ndim == 3 else image[..., np.newaxis]
+
+    @override
+    def close(self) -> None:
+        self._wsi.close()
+
+
+# -- opening ------------------------------------------------------------------------------------
+
+
+def split_credentials(url: str, given: Credentials | None) -> tuple[str, Credentials | None]:
+    """The URL without ``user:password@``, and the credentials (from the URL or ``given``)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, given
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return bare, Credentials(parts.username or "", parts.password or "")
+
+
+def _open_web(wsidicom: Any, url: str, credentials: Credentials | None) -> WsiDicom:
+    """Open the series of a DICOMweb URL (the URL carries no credentials here)."""
+    match = DICOMWEB_URL.match(url)
+    if match is None:  # pragma: no cover - claims() checked the pattern
+        msg = f"{url} is not a DICOMweb series URL (.../studies/<uid>/series/<uid>)"
+        raise UnsupportedFormatError(msg)
+    from dicomweb_client.api import DICOMwebClient
+    from requests import Session
+
+    session = Session()
+    if credentials is not None:
+        session.auth = (credentials.username, credentials.password)
+    try:
+        client = DICOMwebClient(match["base"], session=session)
+        # dicomweb-client retries any failed request 5 times, waiting 1, 2, 4, 8 and 16 s: a
+        # server that is down would take half a minute to say so
+        client.set_http_retry_params(
+            retry=True, max_attempts=WEB_ATTEMPTS, wait_exponential_multiplier=WEB_WAIT_MS
+        )
+        return wsidicom.WsiDicom.open_web(
+            wsidicom.WsiDicomWebClient(client), match["study"], match["series"]
+        )
+    except Exception as exc:
+        text = str(exc)
+        if credentials is not None and credentials.password:
+            text = text.replace(credentials.password, "***")
+        msg = f"{url}: the DICOMweb series cannot be opened: {type(exc).__name__}: {text}"
+        raise UnsupportedFormatError(msg) from exc
+
+
+def _open_files(wsidicom: Any, path: Path) -> WsiDicom:
+    """Find the series of ``path`` (a folder or an instance file), check it, and open it."""
+    folder = path if path.is_dir() else path.parent
+    instances = [_scan(file) for file in _dicom_files(folder)]
+    members = _series_members(path, instances)
+    volumes = [i for i in members if i.image_type == "VOLUME"]
+    from wsidicom.codec import Codec
+
+    readable = []
+    for instance in members:
+        supported = Codec.is_supported(
+            instance.transfer_syntax,
+            instance.samples_per_pixel,
+            instance.bits,
+            instance.photometric,
+        )
+        if supported:
+            _check_complete(instance)
+            readable.append(instance)
+        elif instance.image_type == "VOLUME":
+            raise UnsupportedFormatError(_undecodable_message(instance, wsidicom.__version__))
+    try:
+        wsi = wsidicom.WsiDicom.open([i.path for i in readable])
+    except Exception as exc:
+        msg = f"{path}: wsidicom cannot open the series: {type(exc).__name__}: {exc}"
+        raise UnsupportedFormatError(msg) from exc
+    opened = {Path(str(file)).resolve() for file in wsi.files or []}
+    dropped = [i.path for i in volumes if i.path.resolve() not in opened]
+    if dropped:
+        wsi.close()
+        msg = (
+            f"{path}: wsidicom leaves out level instance(s) {', '.join(map(str, dropped))} of the "
+            "series (their tile size or UIDs do not match the base level's, or an attribute "
+            "it needs is missing): the pyramid would be incomplete"
+        )
+        raise UnsupportedFormatError(msg)
+    return wsi
+
+
+def _scan(path: Path) -> _Instance:
+    """Read the header of one DICOM file (not its pixel data)."""
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with path.open("rb") as fh:
+            dataset = dcmread(fh, stop_before_pixels=True, specific_tags=list(HEADER_TAGS))
+            # pydicom stops at the Pixel Data element's tag: where the frames start
+            pixel_data_at = fh.tell()
+    except (EOFError, OSError) as exc:
+        msg = f"{path} is truncated: its DICOM header ends early ({exc}). Copy it again."
+        raise TruncatedFileError(msg) from exc
+    except (InvalidDicomError, ValueError, KeyError, TypeError) as exc:
+        msg = f"{path} is not a readable DICOM file: {type(exc).__name__}: {exc}"
+        raise UnsupportedFormatError(msg) from exc
+    return _instance(path, dataset, pixel_data_at)
+
+
+def _instance(path: Path, dataset: Dataset, pixel_data_at: int) -> _Instance:
+    image_type = list(dataset.get("ImageType") or [])
+    meta = dataset.file_meta
+    return _Instance(
+        path=path,
+        sop_class=str(dataset.get("SOPClassUID", meta.get("MediaStorageSOPClassUID", ""))),
+        study=str(dataset.get("StudyInstanceUID", "")),
+        series=str(dataset.get("SeriesInstanceUID", "")),
+        image_type=str(image_type[2]) if len(image_type) > 2 else "",
+        transfer_syntax=meta.get("TransferSyntaxUID"),
+        samples_per_pixel=int(dataset.get("SamplesPerPixel", 1)),
+        bits=int(dataset.get("BitsStored", 8)),
+        photometric=str(dataset.get("PhotometricInterpretation", "")),
+        pixel_data_at=pixel_data_at if pixel_data_at < os.path.getsize(path) else None,
+    )
+
+
+def _series_members(path: Path, instances: Sequence[_Instance]) -> list[_Instance]:
+    """The whole-slide instances of the series ``path`` names (or the folder's only series)."""
+    wsi = [i for i in instances if i.sop_class == WSI_SOP_CLASS]
+    if path.is_file():
+        chosen = next((i for i in instances if i.path == path), None)
+        if chosen is None or chosen.sop_class != WSI_SOP_CLASS:
+            sop = chosen.sop_class if chosen else "unknown"
+            msg = (
+                f"{path} is a DICOM file but not a whole-slide image (SOP class {sop}, not VL "
+                f"Whole Slide Microscopy Image {WSI_SOP_CLASS})"
+            )
+            raise UnsupportedFormatError(msg)
+        key = (chosen.study, chosen.series)
+    else:
+        keys = sorted({(i.study, i.series) for i in wsi if i.image_type == "VOLUME"})
+        if not keys:
+            msg = f"{path} holds no DICOM whole-slide image level (VOLUME) instance"
+            raise UnsupportedFormatError(msg)
+        if len(keys) > 1:
+            listed = "; ".join(
+                f"series {series} (e.g. {next(i.path.name for i in wsi if i.series == series)})"
+                for _, series in keys
+            )
+            msg = (
+                f"{path} holds {len(keys)} whole-slide series: {listed}. Open one instance "
+                "file of the series to read."
+            )
+            raise UnsupportedFormatError(msg)
+        key = keys[0]
+    return [i for i in wsi if (i.study, i.series) == key]
+
+
+def _undecodable_message(instance: _Instance, version: str) -> str:
+    syntax = instance.transfer_syntax
+    name = getattr(syntax, "name", "") or "an unknown transfer syntax"
+    return (
+        f"{instance.path}: its pixel data is encoded as {name} ({syntax}; "
+        f"{instance.samples_per_pixel} sample(s) of {instance.bits} bits, "
+        f"{instance.photometric}), which wsidicom {version} cannot decode with the installed "
+        "codecs. wsidicom decodes JPEG, JPEG 2000, HTJ2K, JPEG-LS, JPEG XL, RLE and "
+        "uncompressed pixel data with imagecodecs (pip install imagecodecs) or the pylibjpeg "
+        "plugins (pip install pylibjpeg-openjpeg pylibjpeg-rle pyjpegls)."
+    )
+
+
+def _check_complete(instance: _Instance) -> None:
+    """Raise :class:`TruncatedFileError` if the pixel data runs past the end of the file.
+
+    wsidicom opens a cut-off instance without a word and fails on the first read of a lost
+    frame; walking the frames' item headers (8 bytes each) finds the cut at open.
+    """
+    path, start = instance.path, instance.pixel_data_at
+    size = os.path.getsize(path)
+    if start is None:
+        msg = f"{path} is truncated: it has {size:,} bytes and ends before its pixel data"
+        raise TruncatedFileError(msg)
+    syntax = instance.transfer_syntax
+    implicit = bool(getattr(syntax, "is_implicit_VR", False))
+    order = "little" if getattr(syntax, "is_little_endian", True) else "big"
+    with path.open("rb") as fh:
+        fh.seek(start)
+        header = fh.read(8 if implicit else 12)
+        length = int.from_bytes(header[-4:], order)
+        position = start + len(header)
+        if length != 0xFFFFFFFF:  # native pixel data: one value of stated length
+            end = position + length
+        else:  # encapsulated: an offset table item, then one item per fragment
+            end = position
+            while True:
+                fh.seek(end)
+                item = fh.read(8)
+                if len(item) < 8:
+                    end = size + 1
+                    break
+                if item[:4] == SEQUENCE_DELIMITER_TAG:
+                    end += 8
+                    break
+                if item[:4] != ITEM_TAG:
+                    msg = (
+                        f"{path}: its encapsulated pixel data is damaged (no item at byte {end:,}). "
+                        "Copy the file again."
+                    )
+                    raise UnsupportedFormatError(msg)
+                end += 8 + int.from_bytes(item[4:], "little")
+    if len(header) < 8 or end > size:
+        msg = (
+            f"{path} is truncated: it has {size:,} bytes but its pixel data reaches byte "
+            f"{end:,}. Copy the file again completely."
+        )
+        raise TruncatedFileError(msg)
+
+
+def _files_of(level: Level) -> str:
+    """The files a level is read from (for messages), or "" when not from files."""
+    files = getattr(level.default_instance.image_data, "files", None) or []
+    return ", ".join(str(file) for file in files)
