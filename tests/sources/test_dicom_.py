@@ -19,16 +19,21 @@ import pytest
 import wsiarray as wa
 from tests.sources.conftest import CAMELYON, CORPUS, SVS, grey16_pattern
 from wsiarray.sources import SourceSpec, open_source
-from wsiarray.sources.dicom_ import Credentials, DicomSource, split_credentials
+from wsiarray.sources.dicom_ import Credentials, DicomSource, is_dicom_header, split_credentials
 
 wsidicom = pytest.importorskip("wsidicom")
 pydicom = pytest.importorskip("pydicom")
 
 BPAEC = "dicom/BPAEC"
 
-#: pydicom warns, at wsidicom's first look at them, of the CAMELYON file's UIDs longer than
-#: 64 characters (its converter wrote them; its copies keep them): not wsiarray's to fix
-pytestmark = pytest.mark.filterwarnings("ignore:The value length .* for VR UI:UserWarning")
+pytestmark = [
+    # pydicom warns, at wsidicom's first look at them, of the CAMELYON file's UIDs longer than
+    # 64 characters (its converter wrote them; its copies keep them): not wsiarray's to fix
+    pytest.mark.filterwarnings("ignore:The value length .* for VR UI:UserWarning"),
+    # Orthanc's DICOMweb metadata gives OB/OW values (ICC profiles) as BulkDataURIs, which
+    # wsidicom's web client leaves empty: pydicom warns once per element
+    pytest.mark.filterwarnings("ignore:No bulk data URI handler provided:UserWarning"),
+]
 
 
 def _series(name: str, real_slide, dicom_corpus) -> Path:
@@ -304,3 +309,27 @@ def test_credentials_in_a_url_never_show() -> None:
 def test_a_url_that_is_no_dicomweb_series_is_refused() -> None:
     with pytest.raises(wa.UnsupportedFormatError, match="DICOMweb series URLs"):
         wa.open("https://example.org/slide.svs")
+
+
+@pytest.mark.parametrize("name", [BPAEC, CAMELYON])
+def test_a_dicomweb_series_reads_as_its_files(name, orthanc, real_slide) -> None:
+    """A round trip through a real DICOMweb server (Orthanc, the ``orthanc`` fixture)."""
+    path = real_slide(name)
+    files = [path] if path.is_file() else sorted(path.iterdir())
+    files = [f for f in files if is_dicom_header(f.read_bytes()[:132])]
+    local = wa.open(path)
+    series_uid = local.metadata.properties["dicom.SeriesInstanceUID"]
+    (study, series), *_ = [pair for pair in orthanc.upload(files) if pair[1] == series_uid]
+    url = f"{orthanc.url}/studies/{study}/series/{series}"
+    web = wa.open(url)
+    assert (web.path, web.metadata.reader) == (url, "dicom")
+    assert web.level_shapes == local.level_shapes
+    assert web.metadata.channels == local.metadata.channels
+    assert (web.metadata.mm_x, web.metadata.mm_y) == (local.metadata.mm_x, local.metadata.mm_y)
+    assert [a.name for a in web.metadata.associated] == [a.name for a in local.metadata.associated]
+    for level, info in enumerate(local.metadata.levels):
+        for y0, y1, x0, x1 in _windows(info.shape, info.tile):
+            np.testing.assert_array_equal(
+                web.read(x0, y0, x1 - x0, y1 - y0, level=level),
+                local.read(x0, y0, x1 - x0, y1 - y0, level=level),
+            )

@@ -138,6 +138,15 @@ class Credentials:
 
 
 @dataclass(frozen=True, slots=True)
+class _OpticalPath:
+    """An optical path's identifier, description and objective lens power."""
+
+    identifier: str
+    description: str
+    objective: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Instance:
     """What the folder scan learns of one DICOM file."""
 
@@ -240,7 +249,8 @@ class DicomSource(SlideSource):
         self._samples = image_data.samples_per_pixel
         self._dtype = np.dtype(image_data.dtype)
         self._photometric = image_data.photometric_interpretation
-        ordered = [p.identifier for p in self._wsi.metadata.pyramid.optical_paths]
+        self._optical_paths = self._read_optical_paths()
+        ordered = [p.identifier for p in self._optical_paths]
         paths = [p for p in ordered if p in base.optical_paths]
         paths += [p for p in base.optical_paths if p not in paths]
         # colour: the first optical path's R, G, B; grey: one channel per optical path
@@ -255,16 +265,14 @@ class DicomSource(SlideSource):
     # -- metadata ------------------------------------------------------------------------------
 
     def _read_metadata(self) -> SlideMetadata:
-        wsi_metadata = self._wsi.metadata
         spacing = self._levels[0].pixel_spacing
         mm_x = mm_y = None
         if spacing is not None and spacing.width > 0 and spacing.height > 0:
             mm_x, mm_y = float(spacing.width), float(spacing.height)
-        optical_paths = wsi_metadata.pyramid.optical_paths
         objective = next(
             (
-                p.objective.objective_power
-                for p in optical_paths
+                p.objective
+                for p in self._optical_paths
                 if p.identifier in self._paths and p.objective is not None
             ),
             None,
@@ -296,10 +304,7 @@ class DicomSource(SlideSource):
     def _channel_names(self) -> tuple[str, ...]:
         if self._samples > 1:
             return RGB_BANDS
-        described = {
-            p.identifier: (p.description or "").strip()
-            for p in self._wsi.metadata.pyramid.optical_paths
-        }
+        described = {p.identifier: p.description for p in self._optical_paths}
         names = [described.get(p, "") for p in self._paths]
         if all(names) and len(set(names)) == len(names):
             return tuple(names)
@@ -308,20 +313,11 @@ class DicomSource(SlideSource):
         return tuple(self._paths)
 
     def _properties(self) -> dict[str, str]:
-        meta = self._wsi.metadata
         base = self._levels[0].default_instance.image_data
+        uids = self._wsi.uids
         values: dict[str, object] = {
-            "Manufacturer": meta.equipment.manufacturer if meta.equipment else None,
-            "ManufacturerModelName": meta.equipment.model_name if meta.equipment else None,
-            "DeviceSerialNumber": meta.equipment.device_serial_number if meta.equipment else None,
-            "SoftwareVersions": "\\".join(meta.equipment.software_versions or [])
-            if meta.equipment
-            else None,
-            "StudyInstanceUID": meta.study.uid if meta.study else None,
-            "SeriesInstanceUID": meta.series.uid if meta.series else None,
-            "SeriesDescription": meta.series.description if meta.series else None,
-            "ContainerIdentifier": meta.slide.identifier if meta.slide else None,
-            "AcquisitionDateTime": meta.pyramid.image.acquisition_datetime,
+            "StudyInstanceUID": uids.study_instance if uids else None,
+            "SeriesInstanceUID": uids.series_instance if uids else None,
             "TransferSyntaxUID": base.transfer_syntax,
             "PhotometricInterpretation": self._photometric,
             "BitsStored": base.bits,
@@ -329,11 +325,11 @@ class DicomSource(SlideSource):
             "pyramid-count": len(self._wsi.pyramids),
             "focal-planes": ",".join(str(z) for z in self._levels[0].focal_planes),
         }
-        for index, path in enumerate(meta.pyramid.optical_paths):
+        values |= self._slide_properties()
+        for index, path in enumerate(self._optical_paths):
             values[f"OpticalPath[{index}].Identifier"] = path.identifier
             values[f"OpticalPath[{index}].Description"] = path.description
-            if path.objective is not None:
-                values[f"OpticalPath[{index}].ObjectiveLensPower"] = path.objective.objective_power
+            values[f"OpticalPath[{index}].ObjectiveLensPower"] = path.objective
         for index, level in enumerate(self._levels):
             image_data = level.default_instance.image_data
             values[f"level[{index}].TransferSyntaxUID"] = image_data.transfer_syntax
@@ -346,6 +342,48 @@ class DicomSource(SlideSource):
             f"dicom.{key}": str(value)
             for key, value in values.items()
             if value is not None and value != ""
+        }
+
+    def _read_optical_paths(self) -> list[_OpticalPath]:
+        """The optical paths of the selected pyramid, in the OpticalPathSequence's order."""
+        pyramid = self._wsi.pyramids[self._pyramid]
+        try:
+            return [
+                _OpticalPath(
+                    p.identifier,
+                    (p.description or "").strip(),
+                    p.objective.objective_power if p.objective else None,
+                )
+                for p in pyramid.metadata.optical_paths
+            ]
+        except Exception:  # noqa: BLE001 - read the sequence itself, as below
+            # wsidicom's optical path model fails on a palette LUT whose data a DICOMweb
+            # server left out as bulk data (Orthanc does): the plain attributes are there
+            dataset = pyramid.base_level.datasets[0].as_dataset()
+            return [
+                _OpticalPath(
+                    str(item.get("OpticalPathIdentifier", "")),
+                    str(item.get("OpticalPathDescription", "") or "").strip(),
+                    item.get("ObjectiveLensPower"),
+                )
+                for item in dataset.get("OpticalPathSequence", [])
+            ]
+
+    def _slide_properties(self) -> dict[str, object]:
+        """Equipment, series and slide attributes, where wsidicom's slide metadata parses."""
+        try:
+            meta = self._wsi.metadata
+        except Exception:  # noqa: BLE001 - the same bulk data as above, in the label's
+            return {}
+        equipment, series, slide = meta.equipment, meta.series, meta.slide
+        return {
+            "AcquisitionDateTime": meta.pyramid.image.acquisition_datetime,
+            "Manufacturer": equipment.manufacturer if equipment else None,
+            "ManufacturerModelName": equipment.model_name if equipment else None,
+            "DeviceSerialNumber": equipment.device_serial_number if equipment else None,
+            "SoftwareVersions": "\\".join(equipment.software_versions or []) if equipment else None,
+            "SeriesDescription": series.description if series else None,
+            "ContainerIdentifier": slide.identifier if slide else None,
         }
 
     def _associated_groups(self) -> dict[str, Any]:
