@@ -76,11 +76,13 @@ class LevelArray(WindowArray):
     level: int
     shape: tuple[int, int, int]
     dtype: np.dtype
+    #: index along each of the slide's planes (z, t); empty for a 2-D slide
+    plane: tuple[int, ...] = ()
 
     def read_window(self, rows: slice, cols: slice) -> np.ndarray:
         # docstring inherited
         with source_cache.use(self.spec) as source:
-            return source.read(self.level, rows, cols)
+            return source.read(self.level, rows, cols, self.plane)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +95,14 @@ class ResampledArray(WindowArray):
     level_shape: tuple[int, int]
     shape: tuple[int, int, int]
     dtype: np.dtype
+    plane: tuple[int, ...] = ()
 
     def read_window(self, rows: slice, cols: slice) -> np.ndarray:
         # docstring inherited
         y0, y1 = input_span(rows.start, rows.stop, self.factor[0], self.level_shape[0])
         x0, x1 = input_span(cols.start, cols.stop, self.factor[1], self.level_shape[1])
         with source_cache.use(self.spec) as source:
-            block = source.read(self.level, slice(y0, y1), slice(x0, x1))
+            block = source.read(self.level, slice(y0, y1), slice(x0, x1), self.plane)
         return area_resample(
             block,
             rows=(rows.start, rows.stop),

@@ -10,7 +10,7 @@ import numpy as np
 
 from wsiarray import geometry
 from wsiarray.chunks import DIRECT_READ_PIXELS, ChunksLike
-from wsiarray.errors import LevelError, RegionError, ScaleError
+from wsiarray.errors import LevelError, OptionError, RegionError, ScaleError
 from wsiarray.sources import SlideMetadata, SourceSpec, source_cache
 
 if TYPE_CHECKING:
@@ -29,6 +29,10 @@ class Slide:
 
     Tuples are in numpy order, rows before columns: ``shape`` is ``(height, width)``.
 
+    A slide with focal planes or time points (OME-TIFF ``Z``/``T``) shows them all in
+    :attr:`tree` (``image`` dims ``(z, y, x, c)``, ``(t, y, x, c)`` or ``(t, z, y, x, c)``);
+    the other methods read one plane, the first unless :meth:`at_plane` picks another.
+
     Attributes
     ----------
     metadata : SlideMetadata
@@ -36,11 +40,48 @@ class Slide:
     """
 
     def __init__(
-        self, spec: SourceSpec, metadata: SlideMetadata, *, chunks: ChunksLike = None
+        self,
+        spec: SourceSpec,
+        metadata: SlideMetadata,
+        *,
+        chunks: ChunksLike = None,
+        plane: tuple[int, ...] | None = None,
     ) -> None:
         self.metadata = metadata
         self._spec = spec
         self._chunks = chunks
+        self._plane = (0,) * len(metadata.planes) if plane is None else plane
+
+    @property
+    def planes(self) -> dict[str, tuple[float, ...]]:
+        """Coordinates of the planes beyond ``(y, x, c)`` by dimension (``z`` in mm, ``t`` in
+        seconds, or indices where the file does not say); empty for a 2-D slide."""
+        return {axis.name: axis.values for axis in self.metadata.planes}
+
+    @property
+    def plane(self) -> dict[str, int]:
+        """The index, along each plane dimension, of the plane this slide's methods read."""
+        return {axis.name: i for axis, i in zip(self.metadata.planes, self._plane, strict=True)}
+
+    def at_plane(self, **indices: int) -> Slide:
+        """The same slide reading another plane, e.g. ``slide.at_plane(z=3)``.
+
+        Dimensions not named keep their index. Raises :class:`~wsiarray.OptionError` for a
+        dimension the slide does not have, :class:`~wsiarray.LevelError` for an index out of range.
+        """
+        chosen = self.plane
+        for name, index in indices.items():
+            if name not in chosen:
+                msg = (
+                    f"{self.path} has no plane dimension {name!r}; it has {list(chosen) or 'none'}"
+                )
+                raise OptionError(msg)
+            count = len(self.planes[name])
+            if not 0 <= index < count:
+                msg = f"{name}={index!r} out of range: {self.path} has {count} (0..{count - 1})"
+                raise LevelError(msg)
+            chosen[name] = index
+        return Slide(self._spec, self.metadata, chunks=self._chunks, plane=tuple(chosen.values()))
 
     @functools.cached_property
     def tree(self) -> xr.DataTree:
@@ -202,7 +243,9 @@ class Slide:
             )
             raise RegionError(msg)
         with source_cache.use(self._spec) as source:
-            return source.read(level, slice(window.y0, window.y1), slice(window.x0, window.x1))
+            return source.read(
+                level, slice(window.y0, window.y1), slice(window.x0, window.x1), self._plane
+            )
 
     def region(
         self,
@@ -335,7 +378,7 @@ class Slide:
         return slide_html(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_reopen, (self._spec, self._chunks))
+        return (_reopen, (self._spec, self._chunks, self._plane))
 
     def __repr__(self) -> str:
         meta = self.metadata
@@ -350,6 +393,12 @@ class Slide:
             zip(self.level_shapes, self.level_downsamples, strict=True)
         ):
             rows.append(f"  level{i}: {w} x {h} px, downsample {dx:.4g} x {dy:.4g}")
+        if meta.planes:
+            rows.append(
+                "  planes: "
+                + ", ".join(f"{a.name} {len(a.values)} ({a.units})" for a in meta.planes)
+                + f"; reading {self.plane}"
+            )
         if meta.associated:
             rows.append("  associated: " + ", ".join(a.name for a in meta.associated))
         return "\n".join(rows)
@@ -396,7 +445,9 @@ class Slide:
         if key not in cache:
             from wsiarray.tree import image_at
 
-            cache[key] = image_at(self._spec, self.metadata, plan, chunks=chunks, dask=dask)
+            cache[key] = image_at(
+                self._spec, self.metadata, plan, chunks=chunks, dask=dask, plane=self._plane
+            )
         return cache[key]
 
     def _pad(
@@ -439,10 +490,10 @@ class Slide:
         return level
 
 
-def _reopen(spec: SourceSpec, chunks: ChunksLike) -> Slide:
+def _reopen(spec: SourceSpec, chunks: ChunksLike, plane: tuple[int, ...]) -> Slide:
     """Rebuild a pickled :class:`Slide` from its spec (reopening the file in this process)."""
     with source_cache.use(spec) as source:
-        return Slide(spec, source.metadata, chunks=chunks)
+        return Slide(spec, source.metadata, chunks=chunks, plane=plane)
 
 
 def _number(value: float | None) -> str:

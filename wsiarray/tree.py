@@ -30,7 +30,7 @@ from wsiarray.chunks import ChunksLike, dask_chunks, scaled_chunks
 from wsiarray.geometry import ScalePlan, pixel_centres
 from wsiarray.sources import SlideMetadata, SourceSpec
 
-__all__ = ["build_tree", "image_at", "image_coords", "root_attrs"]
+__all__ = ["build_tree", "image_at", "image_coords", "root_attrs", "stacked_planes"]
 
 
 def image_at(
@@ -40,19 +40,23 @@ def image_at(
     *,
     chunks: ChunksLike = None,
     dask: bool = True,
+    plane: tuple[int, ...] = (),
 ) -> xr.DataArray:
     """The slide's image as ``plan`` makes it (a file level, or one resampled), lazy.
 
     With ``dask=False`` the data is xarray's lazily indexed array over the same reader, not
     a dask array: indexing stays lazy and ``.values`` reads just the selection in the
     calling thread, without dask's per-compute overhead (for small regions).
+
+    ``plane`` picks one plane of a slide with planes (z, t): the image is that plane's
+    ``(y, x, c)``, with the plane's coordinates as scalar coordinates.
     """
     bands, dtype = len(meta.channels), np.dtype(meta.dtype)
     shape = (*plan.shape, bands)
     level_shape = meta.levels[plan.level].shape
     array: WindowArray
     if plan.factor is None:
-        array = LevelArray(spec, plan.level, shape, dtype)
+        array = LevelArray(spec, plan.level, shape, dtype, plane)
         chunk_shape = dask_chunks(meta.levels[plan.level].tile, level_shape, chunks)
         extra: dict[str, Any] = {
             "level": plan.level,
@@ -60,11 +64,11 @@ def image_at(
             "tile_height": meta.levels[plan.level].tile[0],
         }
     else:
-        array = ResampledArray(spec, plan.level, plan.factor, level_shape, shape, dtype)
+        array = ResampledArray(spec, plan.level, plan.factor, level_shape, shape, dtype, plane)
         chunk_shape = scaled_chunks(plan.factor, plan.shape, chunks)
         extra = {"read_level": plan.level}
     if dask:
-        name = f"wsiarray-{type(array).__name__}-{tokenize(spec, plan, chunks)}"
+        name = f"wsiarray-{type(array).__name__}-{tokenize(spec, plan, chunks, plane)}"
         data = to_dask(array, chunk_shape, name)
     else:
         data = lazily_indexed(array)
@@ -79,6 +83,8 @@ def image_at(
         "mm_y": resolution.mm_y,
     }
     coords = image_coords(meta, plan.downsample, (0, plan.shape[0]), (0, plan.shape[1]))
+    for axis, index in zip(meta.planes, plane, strict=False):
+        coords[axis.name] = ((), axis.values[index], {"units": axis.units})
     image = xr.DataArray(data, dims=("y", "x", "c"), coords=coords, name="image", attrs=attrs)
     if dask:
         image.encoding["preferred_chunks"] = {"y": chunk_shape[0], "x": chunk_shape[1]}
@@ -118,9 +124,33 @@ def image_coords(
 def _level_dataset(
     spec: SourceSpec, meta: SlideMetadata, level: int, chunks: ChunksLike
 ) -> xr.Dataset:
-    image = image_at(spec, meta, ScalePlan.of_level(meta.level_shapes, level), chunks=chunks)
+    plan = ScalePlan.of_level(meta.level_shapes, level)
+    if meta.planes:
+        image = stacked_planes(spec, meta, plan, chunks)
+    else:
+        image = image_at(spec, meta, plan, chunks=chunks)
     attrs, image.attrs = image.attrs, {}
     return xr.Dataset({"image": image}, attrs=attrs)
+
+
+def stacked_planes(
+    spec: SourceSpec, meta: SlideMetadata, plan: ScalePlan, chunks: ChunksLike = None
+) -> xr.DataArray:
+    """Every plane of a slide with planes: dims ``(*planes, y, x, c)``, one dask array per plane.
+
+    The planes are stacked lazily (``xr.concat`` of dask arrays): a computation reads only
+    the planes it selects.
+    """
+
+    def stack(prefix: tuple[int, ...]) -> xr.DataArray:
+        depth = len(prefix)
+        if depth == len(meta.planes):
+            return image_at(spec, meta, plan, chunks=chunks, plane=prefix)
+        axis = meta.planes[depth]
+        parts = [stack((*prefix, i)) for i in range(len(axis.values))]
+        return xr.concat(parts, dim=axis.name, combine_attrs="override")
+
+    return stack(())
 
 
 def _associated_dataset(spec: SourceSpec, meta: SlideMetadata, index: int) -> xr.Dataset:

@@ -6,7 +6,13 @@ through the ``wsiarray.readers`` entry point group: the entry point's name is th
 name, its value a :class:`~wsiarray.sources.SlideSource` subclass.
 """
 
-from wsiarray.sources._base import AssociatedInfo, LevelInfo, SlideMetadata, SlideSource
+from wsiarray.sources._base import (
+    AssociatedInfo,
+    LevelInfo,
+    PlaneAxis,
+    SlideMetadata,
+    SlideSource,
+)
 from wsiarray.sources._cache import CACHE_SIZE, SourceCache, source_cache
 from wsiarray.sources._registry import BUILTIN_READERS, available_readers, open_source
 from wsiarray.sources._spec import SourceSpec
@@ -16,6 +22,7 @@ __all__ = [
     "CACHE_SIZE",
     "AssociatedInfo",
     "LevelInfo",
+    "PlaneAxis",
     "SlideMetadata",
     "SlideSource",
     "SourceCache",

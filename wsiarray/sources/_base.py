@@ -12,7 +12,7 @@ import numpy as np
 
 from wsiarray.geometry import Resolution
 
-__all__ = ["AssociatedInfo", "LevelInfo", "SlideMetadata", "SlideSource"]
+__all__ = ["AssociatedInfo", "LevelInfo", "PlaneAxis", "SlideMetadata", "SlideSource"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,26 @@ class AssociatedInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class PlaneAxis:
+    """A dimension of a slide beyond ``(y, x, c)``: focal planes (``z``) or time points (``t``).
+
+    Parameters
+    ----------
+    name : {"z", "t"}
+        The dimension's name.
+    values : tuple of float
+        The coordinate of each plane: ``z`` in mm, ``t`` in seconds; plane indices
+        (``0, 1, ...``) where the file does not say.
+    units : str
+        ``"mm"``, ``"s"``, or ``"index"`` where the file does not say.
+    """
+
+    name: str
+    values: tuple[float, ...]
+    units: str
+
+
+@dataclass(frozen=True, slots=True)
 class SlideMetadata:
     """Normalised metadata of a slide, the same for every reader.
 
@@ -52,7 +72,9 @@ class SlideMetadata:
     value, 1 = upright): a reader describes its levels as stored, and
     :func:`~wsiarray.sources.open_source` shows them upright, so every source it returns
     reports 1 (:mod:`wsiarray.sources._orientation`). ``icc_profile`` is the embedded ICC
-    profile of the pixels served (level 0's), or None when the file has none.
+    profile of the pixels served (level 0's), or None when the file has none. ``planes`` are
+    the dimensions beyond ``(y, x, c)``, outermost first (empty for a 2-D slide); a reader
+    with planes takes a plane's indices in :meth:`SlideSource.read_block`'s ``plane``.
     """
 
     format: str
@@ -69,6 +91,7 @@ class SlideMetadata:
     associated: tuple[AssociatedInfo, ...] = ()
     orientation: int = 1
     icc_profile: bytes | None = field(default=None, repr=False)
+    planes: tuple[PlaneAxis, ...] = ()
 
     @property
     def resolution(self) -> Resolution:
@@ -111,7 +134,11 @@ class SlideSource(abc.ABC):
 
     @abc.abstractmethod
     def read_block(self, level: int, y0: int, y1: int, x0: int, x1: int, /) -> np.ndarray:
-        """Return pixels ``[y0:y1, x0:x1]`` of ``level`` (inside the level) as ``(h, w, c)``."""
+        """Return pixels ``[y0:y1, x0:x1]`` of ``level`` (inside the level) as ``(h, w, c)``.
+
+        A reader whose metadata has ``planes`` takes a keyword ``plane``: the plane's index
+        along each of them (it is passed only to such readers).
+        """
 
     @abc.abstractmethod
     def read_associated(self, name: str, /) -> np.ndarray:
@@ -120,8 +147,13 @@ class SlideSource(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release file handles."""
 
-    def read(self, level: int, rows: slice, cols: slice, /) -> np.ndarray:
-        """Read ``[rows, cols]`` of a level (unit-step slices) as a ``(y, x, c)`` array."""
+    def read(
+        self, level: int, rows: slice, cols: slice, /, plane: tuple[int, ...] = ()
+    ) -> np.ndarray:
+        """Read ``[rows, cols]`` of a level (unit-step slices) as a ``(y, x, c)`` array.
+
+        ``plane`` is the index along each of ``metadata.planes`` (empty for a 2-D slide).
+        """
         info = self.metadata.levels[level]
         y0, y1, _ = rows.indices(info.shape[0])
         x0, x1, _ = cols.indices(info.shape[1])
@@ -129,6 +161,8 @@ class SlideSource(abc.ABC):
             return np.empty(
                 (max(0, y1 - y0), max(0, x1 - x0), len(self.metadata.channels)), self.metadata.dtype
             )
+        if plane:
+            return self.read_block(level, y0, y1, x0, x1, plane=plane)  # type: ignore[call-arg]
         return self.read_block(level, y0, y1, x0, x1)
 
     def __enter__(self) -> Self:

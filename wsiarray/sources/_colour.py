@@ -88,11 +88,13 @@ class SrgbSource(SlideSource):
         # docstring inherited: never picked for a file, only wrapped around a reader's source
         return False
 
-    def read_block(self, level: int, y0: int, y1: int, x0: int, x1: int, /) -> np.ndarray:
+    def read_block(
+        self, level: int, y0: int, y1: int, x0: int, x1: int, /, plane: tuple[int, ...] = ()
+    ) -> np.ndarray:
         # docstring inherited
         from PIL import Image
 
-        block = self.stored.read_block(level, y0, y1, x0, x1)
+        block = self.stored.read(level, slice(y0, y1), slice(x0, x1), plane)
         rgb = Image.fromarray(np.ascontiguousarray(block[..., :3]))
         converted = np.asarray(self._transform().apply(rgb))
         if block.shape[2] == 3:

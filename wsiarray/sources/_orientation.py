@@ -69,7 +69,9 @@ class UprightSource(SlideSource):
         # docstring inherited: never picked for a file, only wrapped around a reader's source
         return False
 
-    def read_block(self, level: int, y0: int, y1: int, x0: int, x1: int, /) -> np.ndarray:
+    def read_block(
+        self, level: int, y0: int, y1: int, x0: int, x1: int, /, plane: tuple[int, ...] = ()
+    ) -> np.ndarray:
         # docstring inherited
         height, width = self.metadata.levels[level].shape
         if self.flip_y:
@@ -77,9 +79,9 @@ class UprightSource(SlideSource):
         if self.flip_x:
             x0, x1 = width - x1, width - x0
         if self.transpose:
-            block = self.stored.read_block(level, x0, x1, y0, y1).swapaxes(0, 1)
+            block = self.stored.read(level, slice(x0, x1), slice(y0, y1), plane).swapaxes(0, 1)
         else:
-            block = self.stored.read_block(level, y0, y1, x0, x1)
+            block = self.stored.read(level, slice(y0, y1), slice(x0, x1), plane)
         return block[:: -1 if self.flip_y else 1, :: -1 if self.flip_x else 1]
 
     def read_associated(self, name: str, /) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,10 +57,19 @@ class LevelTiles:
         The level, as tifffile sees it: axes ``YX``, ``YXS`` or ``CYX`` (one page per channel).
     fill : int
         Value of tiles the file does not store (sparse tiles).
+    pages : sequence of tifffile.TiffPage, optional
+        The pages to read, one per channel (default: all of ``series``): one plane of a
+        level with focal planes or time points.
     """
 
     def __init__(
-        self, path: Path, fd: int, level: int, series: tifffile.TiffPageSeries, fill: int
+        self,
+        path: Path,
+        fd: int,
+        level: int,
+        series: tifffile.TiffPageSeries,
+        fill: int,
+        pages: Sequence[tifffile.TiffPage] | None = None,
     ) -> None:
         self.path, self.level, self.fill = path, level, fill
         self._fd = fd
@@ -108,7 +118,7 @@ class LevelTiles:
                 else (b"\xff\xd9",)
             )
         self._planes = []
-        for page in series.pages:
+        for page in series.pages if pages is None else pages:
             tables = getattr(page, "jpegtables", None) or keyframe.jpegtables
             self._planes.append(
                 _Plane(

@@ -94,14 +94,25 @@ def magnification_or_derived(objective: object, mm_x: float | None) -> tuple[flo
     return None, False
 
 
+def _ome_namespace(root: ET.Element) -> tuple[dict[str, str], str]:
+    """The OME namespace map and tag prefix of an OME-XML root (none in some old files)."""
+    ns = {"ome": root.tag.split("}")[0].strip("{")} if root.tag.startswith("{") else {}
+    return ns, "ome:" if ns else ""
+
+
+def _ome_pixels(root: ET.Element) -> ET.Element | None:
+    """The ``Pixels`` element of the first image."""
+    ns, prefix = _ome_namespace(root)
+    return root.find(f".//{prefix}Image/{prefix}Pixels", ns)
+
+
 def ome_pixel_metadata(
     xml: str,
 ) -> tuple[float | None, float | None, float | None, tuple[str, ...]]:
     """Read ``(mm_x, mm_y, objective magnification, channel names)`` of an OME-XML's first image."""
     root = ET.fromstring(xml)
-    ns = {"ome": root.tag.split("}")[0].strip("{")} if root.tag.startswith("{") else {}
-    prefix = "ome:" if ns else ""
-    pixels = root.find(f".//{prefix}Image/{prefix}Pixels", ns)
+    ns, prefix = _ome_namespace(root)
+    pixels = _ome_pixels(root)
     if pixels is None:
         return None, None, None, ()
     sizes = []
@@ -116,6 +127,30 @@ def ome_pixel_metadata(
         _positive_float(objective.get("NominalMagnification")) if objective is not None else None
     )
     return sizes[0], sizes[1], power, names
+
+
+#: Seconds per OME time unit (TimeIncrementUnit; OME's default is "s").
+SECONDS = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "ns": 1e-9, "min": 60.0, "h": 3600.0}
+
+
+def ome_plane_steps(xml: str) -> dict[str, tuple[float, str]]:
+    """Steps between planes of an OME-XML's first image: ``{"z": (mm, "mm"), "t": (s, "s")}``.
+
+    Only steps the XML states in a known unit are given (``PhysicalSizeZ``, ``TimeIncrement``).
+    """
+    pixels = _ome_pixels(ET.fromstring(xml))
+    if pixels is None:
+        return {}
+    steps = {}
+    z = _positive_float(pixels.get("PhysicalSizeZ"))
+    z_unit = pixels.get("PhysicalSizeZUnit", "µm")
+    if z is not None and length_unit(z_unit) is not None:
+        steps["z"] = (to_mm(z, z_unit), "mm")
+    t = _positive_float(pixels.get("TimeIncrement"))
+    t_unit = pixels.get("TimeIncrementUnit", "s")
+    if t is not None and t_unit in SECONDS:
+        steps["t"] = (t * SECONDS[t_unit], "s")
+    return steps
 
 
 def qptiff_channel_name(description: str) -> str | None:

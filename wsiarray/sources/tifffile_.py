@@ -7,6 +7,7 @@ tifffile reads as a pyramid series.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from pathlib import Path
@@ -18,7 +19,13 @@ from tifffile import COMPRESSION, PHOTOMETRIC, RESUNIT
 
 from wsiarray.errors import CorruptTileError, TruncatedFileError, UnsupportedFormatError
 from wsiarray.sources import _vendor
-from wsiarray.sources._base import AssociatedInfo, LevelInfo, SlideMetadata, SlideSource
+from wsiarray.sources._base import (
+    AssociatedInfo,
+    LevelInfo,
+    PlaneAxis,
+    SlideMetadata,
+    SlideSource,
+)
 from wsiarray.sources._tifffile_internals import can_decode
 from wsiarray.sources._tifftiles import LevelTiles
 
@@ -53,6 +60,8 @@ RGB_BANDS = {3: ("R", "G", "B"), 4: ("R", "G", "B", "A")}
 RESOLUTION_UNITS = {RESUNIT.INCH: "inch", RESUNIT.CENTIMETER: "cm"}
 #: Photometric interpretations whose samples are colour: R, G, B (stored as is, or as YCbCr).
 COLOUR = (PHOTOMETRIC.RGB, PHOTOMETRIC.YCBCR)
+#: tifffile's axes that are planes of a slide (time points, focal planes), not channels.
+PLANE_AXES = "TZ"
 #: ExtraSamples of a grey image whose second sample is alpha (associated or unassociated).
 ALPHA = ((1,), (2,))
 
@@ -90,8 +99,15 @@ class TifffileSource(SlideSource):
             fill = self._fillvalue()
             # tiles are read with pread on tifffile's own descriptor: one per slide
             fd = self._tif.filehandle.fileno()
-            self._tiles = [
-                LevelTiles(path, fd, i, level, fill) for i, level in enumerate(self._series.levels)
+            self._fd, self._fill = fd, fill
+            # planes (Z, T) beyond the first are read on first use: a long time series has
+            # thousands, each a few pages whose offsets tifffile reads lazily
+            self._tiles: dict[tuple[int, tuple[int, ...]], LevelTiles] = {}
+            self._tiles_lock = threading.Lock()
+            self._plane_axes = [
+                (axis, size)
+                for axis, size in zip(self._series.axes, self._series.shape, strict=True)
+                if axis in PLANE_AXES and size > 1
             ]
             self.metadata = self._read_metadata()
         except BaseException:
@@ -163,11 +179,16 @@ class TifffileSource(SlideSource):
 
     def _check_axes(self) -> None:
         axes, shape = self._series.axes, self._series.shape
-        extra = [f"{a}={n}" for a, n in zip(axes, shape, strict=True) if a not in "YXSC" and n > 1]
+        extra = [
+            f"{a}={n}"
+            for a, n in zip(axes, shape, strict=True)
+            if a not in "YXSC" + PLANE_AXES and n > 1
+        ]
         if extra or "Y" not in axes or "X" not in axes or ("S" in axes and "C" in axes):
             msg = (
                 f"{self.path}: the image has axes {axes!r} with shape {shape}; wsiarray reads "
-                "2-D images with samples or channels (YX, YXS, CYX), not "
+                "images with samples or channels, focal planes and time points (YX, YXS, CYX, "
+                "with Z and T), not "
                 f"{', '.join(extra) or 'this layout'}. Open another series with "
                 "reader_options={'series': N}."
             )
@@ -242,6 +263,7 @@ class TifffileSource(SlideSource):
         if orientation != 1:
             properties["tiff.Orientation"] = str(orientation)
         return SlideMetadata(
+            planes=self._planes(fmt),
             format=fmt,
             reader=self.name,
             levels=tuple(self._level_info(i) for i in range(len(self._series.levels))),
@@ -254,7 +276,62 @@ class TifffileSource(SlideSource):
             properties=properties,
             associated=tuple(self._associated_info()),
             orientation=orientation,
+            icc_profile=self._icc_profile(),
         )
+
+    def _planes(self, fmt: str) -> tuple[PlaneAxis, ...]:
+        """The Z and T axes with their coordinates (OME-XML's steps, else plane indices)."""
+        steps = (
+            _vendor.ome_plane_steps(self._tif.ome_metadata)
+            if fmt == "ome-tiff" and self._tif.ome_metadata
+            else {}
+        )
+        planes = []
+        for axis, size in self._plane_axes:
+            name = axis.lower()
+            step, units = steps.get(name, (1.0, "index"))
+            planes.append(PlaneAxis(name, tuple(i * step for i in range(size)), units))
+        return tuple(planes)
+
+    def _level_tiles(self, level: int, plane: tuple[int, ...]) -> LevelTiles:
+        """The tiles of one plane of a level (its pages: one per channel, or one YXS page)."""
+        key = (level, plane)
+        tiles = self._tiles.get(key)
+        if tiles is None:
+            series = self._series.levels[level]
+            with self._tiles_lock:
+                tiles = self._tiles.get(key)
+                if tiles is None:
+                    tiles = LevelTiles(
+                        self.path,
+                        self._fd,
+                        level,
+                        series,
+                        self._fill,
+                        self._plane_pages(series, plane),
+                    )
+                    self._tiles[key] = tiles
+        return tiles
+
+    def _plane_pages(
+        self, series: tifffile.TiffPageSeries, plane: tuple[int, ...]
+    ) -> list[tifffile.TiffPage]:
+        """The pages of ``plane`` in a level: tifffile lists a level's pages in the order of
+        its axes before ``YX(S)`` (``ZCYX``: z-major, then channel)."""
+        if not self._plane_axes:
+            return list(series.pages)
+        lead = [(a, n) for a, n in zip(series.axes, series.shape, strict=True) if a not in "YXS"]
+        chosen = dict(zip((a for a, _ in self._plane_axes), plane, strict=True))
+        ranges = [[chosen[a]] if a in chosen else range(n) for a, n in lead]
+        shape = [n for _, n in lead]
+        return [
+            series.pages[int(np.ravel_multi_index(index, shape))]
+            for index in itertools.product(*ranges)
+        ]
+
+    def _icc_profile(self) -> bytes | None:
+        tag = self._series.levels[0].keyframe.tags.get("InterColorProfile")
+        return bytes(tag.value) if tag is not None and tag.value else None
 
     def _orientation(self) -> int:
         """Level 0's TIFF Orientation; a value outside 1-8 is read as 1, as libtiff does."""
@@ -273,12 +350,14 @@ class TifffileSource(SlideSource):
         )
 
     def _level_info(self, level: int) -> LevelInfo:
-        tiles = self._tiles[level]
+        tiles = self._level_tiles(level, (0,) * len(self._plane_axes))
         return LevelInfo(shape=tiles.shape, tile=tiles.tile)
 
     @override
-    def read_block(self, level: int, y0: int, y1: int, x0: int, x1: int, /) -> np.ndarray:
-        return self._tiles[level].read(y0, y1, x0, x1)
+    def read_block(
+        self, level: int, y0: int, y1: int, x0: int, x1: int, /, plane: tuple[int, ...] = ()
+    ) -> np.ndarray:
+        return self._level_tiles(level, plane or (0,) * len(self._plane_axes)).read(y0, y1, x0, x1)
 
     def _channel_names(self, named: tuple[str, ...]) -> tuple[str, ...]:
         axes, shape = self._series.axes, self._series.shape
