@@ -218,17 +218,27 @@ class OrthancServer:
     def _request(
         self, method: str, path: str, body: bytes | None = None, content_type: str = ""
     ) -> tuple[int, bytes]:
-        """One request on a kept-alive connection to Orthanc's REST API: (status, body)."""
-        if self._connection is None:
-            self._connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        """One request on a kept-alive connection to Orthanc's REST API: (status, body).
+
+        Orthanc closes a connection left idle for a few seconds (a session fixture waits while
+        other fixtures run): a request that finds it closed is sent once more on a new one.
+        """
         headers = {"Content-Type": content_type} if content_type else {}
-        try:
-            self._connection.request(method, path, body=body, headers=headers)
-            response = self._connection.getresponse()
-            return response.status, response.read()
-        except (http.client.HTTPException, OSError):
-            self._close_connection()
-            raise
+        for attempt in (1, 2):
+            if self._connection is None:
+                self._connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            try:
+                self._connection.request(method, path, body=body, headers=headers)
+                response = self._connection.getresponse()
+                return response.status, response.read()
+            except (ConnectionError, http.client.RemoteDisconnected):
+                self._close_connection()
+                if attempt == 2:
+                    raise
+            except (http.client.HTTPException, OSError):
+                self._close_connection()
+                raise
+        raise AssertionError  # pragma: no cover - the loop returns or raises
 
     def _json(self, path: str) -> Any:
         """``GET path`` on the REST API, decoded; raises with the answer on a non-200."""

@@ -47,7 +47,7 @@ def test_text_file_renamed_svs(tmp_path: Path) -> None:
 
 def test_unknown_reader(real_slide) -> None:
     with pytest.raises(
-        wa.ReaderUnavailableError, match="available readers: tifffile, openslide, pil"
+        wa.ReaderUnavailableError, match="available readers: tifffile, dicom, openslide, pil"
     ):
         wa.open(real_slide(SMALL_SVS), reader="bioformats")
 

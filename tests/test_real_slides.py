@@ -278,11 +278,12 @@ def test_whole_level_mean_matches_numpy(case: tuple[Expected, wa.Slide]) -> None
     np.testing.assert_allclose(image.mean(("y", "x")).compute().values, expected)
 
 
-def test_dicom_folder_refused_with_reason(real_slide) -> None:
-    """OpenSlide 4.0.1 cannot open the BPAEC DICOM instances (PlanarConfiguration is absent)."""
+def test_dicom_folder_opens_and_openslide_says_why_it_cannot(real_slide) -> None:
+    """The dicom reader reads the BPAEC folder, or the series of any of its instances;
+    OpenSlide 4.0.1 cannot open them (PlanarConfiguration is absent) and says so."""
     folder = real_slide("dicom/BPAEC")
-    with pytest.raises(wa.UnsupportedFormatError, match="is a directory"):
-        wa.open(folder)
-    with pytest.raises(wa.UnsupportedFormatError, match="PlanarConfiguration") as info:
-        wa.open(folder / "5_0")
-    assert "tifffile: does not recognise" in str(info.value)
+    slide = wa.open(folder)
+    assert slide.metadata.reader == "dicom"
+    assert wa.open(folder / "5_0").level_shapes == slide.level_shapes
+    with pytest.raises(wa.UnsupportedFormatError, match="PlanarConfiguration"):
+        wa.open(folder / "5_0", reader="openslide")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from wsiarray.errors import (
+    OptionError,
     ReaderUnavailableError,
     SlideNotFoundError,
     TruncatedFileError,
@@ -21,6 +22,7 @@ from wsiarray.errors import (
     WsiArrayError,
 )
 from wsiarray.sources._base import SlideSource
+from wsiarray.sources._colour import in_srgb
 from wsiarray.sources._orientation import upright
 from wsiarray.sources._spec import is_url
 
@@ -122,6 +124,10 @@ def open_source(
     (``.../studies/<uid>/series/<uid>``) opens with the dicom reader, its ``user:password@``
     moved into the ``credentials`` option. The caller owns the returned source and closes it.
 
+    ``options`` go to the reader, but for one that is wsiarray's own, for every reader:
+    ``to_srgb=True`` converts the pixels from the file's ICC profile to sRGB
+    (:mod:`wsiarray.sources._colour`).
+
     Raises
     ------
     SlideNotFoundError
@@ -134,10 +140,26 @@ def open_source(
         The named reader does not exist or cannot be imported.
     """
     options = dict(options or {})
+    to_srgb = options.pop("to_srgb", False)
+    if to_srgb not in (True, False):
+        msg = f"to_srgb must be True or False, not {to_srgb!r}"
+        raise OptionError(msg)
     if is_url(path):
-        return _open_url(str(path), reader, options)
-    file = Path(path).expanduser()
-    header = _check_path(file)
+        source = _open_url(str(path), reader, options)
+    else:
+        file = Path(path).expanduser()
+        source = _open_with(reader, file, _check_path(file), options)
+    if not to_srgb:
+        return source
+    try:
+        return in_srgb(source)
+    except WsiArrayError:
+        source.close()
+        raise
+
+
+def _open_with(reader: str, file: Path, header: bytes, options: dict[str, Any]) -> SlideSource:
+    """The source of the named reader, or of the first reader that opens the file."""
     if reader != "auto":
         return _try_open(_reader_class(reader), file, options)
     answers = []

@@ -81,6 +81,8 @@ RGB_BANDS = ("R", "G", "B")
 WEB_ATTEMPTS = 3
 WEB_WAIT_MS = 100
 INSTALL_HINT = 'pip install "wsiarray[dicom]"'
+#: Accept header of a frame request answered in the syntax the frame is stored in.
+STORED_FRAMES = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 
 
 def _import_wsidicom() -> Any:
@@ -144,6 +146,7 @@ class _OpticalPath:
     identifier: str
     description: str
     objective: float | None
+    icc_profile: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +264,28 @@ class DicomSource(SlideSource):
             if all(p in level.optical_paths for p in self._paths)
             and (z is None or z in level.focal_planes)
         ]
+        for index, level in enumerate(self._levels):
+            self._check_concatenation(index, level)
+
+    def _check_concatenation(self, index: int, level: Level) -> None:
+        """Refuse a level split into a concatenation of which wsidicom holds only some parts.
+
+        wsidicom 0.36's DICOMweb source keeps one instance of a concatenation (one of four
+        parts, for a series wsidicomizer wrote with ConcatenationByFrames(8)) and reads the
+        frames of the others from it: wrong pixels, without an error.
+        """
+        parts = [dataset.as_dataset() for dataset in level.datasets]
+        total = parts[0].get("InConcatenationTotalNumber")
+        if "ConcatenationUID" not in parts[0] or total is None:
+            return
+        held = {part.get("InConcatenationNumber") for part in parts}
+        if len(held) < int(total):
+            msg = (
+                f"{self._label}: level {index} is a concatenation of {int(total)} instances, of "
+                f"which wsidicom reads {len(held)}; its other frames would read wrong. Open the "
+                "series from its files, or from a server whose metadata wsidicom reads whole."
+            )
+            raise UnsupportedFormatError(msg)
 
     # -- metadata ------------------------------------------------------------------------------
 
@@ -299,6 +324,17 @@ class DicomSource(SlideSource):
             background=(fill,) * len(channels) if self._samples == 1 else (fill,) * 3,
             properties=self._properties(),
             associated=tuple(self._associated_info()),
+            icc_profile=self._icc_profile(),
+        )
+
+    def _icc_profile(self) -> bytes | None:
+        """The colour series' optical path's ICC profile (a greyscale series' channels are not
+        the colours a profile describes; over DICOMweb the profile is bulk data wsidicom
+        does not fetch, so None)."""
+        if self._samples == 1:
+            return None
+        return next(
+            (p.icc_profile for p in self._optical_paths if p.identifier in self._paths), None
         )
 
     def _channel_names(self) -> tuple[str, ...]:
@@ -353,6 +389,7 @@ class DicomSource(SlideSource):
                     p.identifier,
                     (p.description or "").strip(),
                     p.objective.objective_power if p.objective else None,
+                    p.icc_profile or None,
                 )
                 for p in pyramid.metadata.optical_paths
             ]
@@ -492,15 +529,48 @@ def _open_web(wsidicom: Any, url: str, credentials: Credentials | None) -> WsiDi
         client.set_http_retry_params(
             retry=True, max_attempts=WEB_ATTEMPTS, wait_exponential_multiplier=WEB_WAIT_MS
         )
-        return wsidicom.WsiDicom.open_web(
-            wsidicom.WsiDicomWebClient(client), match["study"], match["series"]
-        )
+        web_client = wsidicom.WsiDicomWebClient(client)
+        try:
+            return wsidicom.WsiDicom.open_web(web_client, match["study"], match["series"])
+        except Exception:
+            # wsidicom asks for frames in the syntaxes it prefers and takes only 406 for "not
+            # available": Orthanc 1.10 answers 500 for a JPEG 2000 or RLE series. Ask for the
+            # series' own syntax, which every server can send.
+            stored = _stored_transfer_syntax(session, match)
+            if stored is None:
+                raise
+            return wsidicom.WsiDicom.open_web(
+                web_client, match["study"], match["series"], requested_transfer_syntax=stored
+            )
     except Exception as exc:
         text = str(exc)
         if credentials is not None and credentials.password:
             text = text.replace(credentials.password, "***")
         msg = f"{url}: the DICOMweb series cannot be opened: {type(exc).__name__}: {text}"
         raise UnsupportedFormatError(msg) from exc
+
+
+def _stored_transfer_syntax(session: Any, match: re.Match[str]) -> str | None:
+    """The transfer syntax of the series' first frame as stored, or None if the server will
+    not say: frame 1 asked for "as stored" (``transfer-syntax=*``, DICOM PS3.18) names it in
+    its Content-Type."""
+    series = f"{match['base']}/studies/{match['study']}/series/{match['series']}"
+    try:
+        listing = session.get(
+            f"{series}/instances", headers={"Accept": "application/dicom+json"}, timeout=30
+        )
+        instance = listing.json()[0]["00080018"]["Value"][0]
+        frame = session.get(
+            f"{series}/instances/{instance}/frames/1",
+            headers={"Accept": STORED_FRAMES},
+            timeout=30,
+            stream=True,
+        )
+        frame.close()
+        found = re.search(r'transfer-syntax="?([0-9.]+)', frame.headers.get("Content-Type", ""))
+    except (OSError, ValueError, LookupError):  # requests' errors are OSErrors
+        return None
+    return found.group(1) if found else None
 
 
 def _open_files(wsidicom: Any, path: Path) -> WsiDicom:

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["OpenSlideSource", "composite_over"]
 
+#: Containers whose TIFF is only a preview of a slide stored elsewhere (Olympus VSI, pixels
+#: in .ets files): OpenSlide has no reader for them and would show the preview as the slide.
+PREVIEW_CONTAINERS = (".vsi",)
 #: Tile side assumed where OpenSlide does not report a level's tiles.
 DEFAULT_TILE = 256
 #: OpenSlide draws a level at ``location / downsample``; where the downsample is not a whole
@@ -63,6 +66,8 @@ class OpenSlideSource(SlideSource):
     @classmethod
     @override
     def claims(cls, path: Path, header: bytes, /) -> bool:
+        if path.suffix.lower() in PREVIEW_CONTAINERS:
+            return False
         openslide = _import_openslide()
         try:
             return openslide.OpenSlide.detect_format(str(path)) is not None

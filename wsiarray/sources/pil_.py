@@ -75,7 +75,7 @@ class PilSource(SlideSource):
             self._mode, channels = self._target_mode(image)
             fmt = (image.format or "image").lower()
             # EXIF Orientation (a phone's or camera's JPEG); shown upright by open_source
-            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+            orientation = _orientation(image)
             icc_profile = image.info.get("icc_profile") or None
         if width * height > max_pixels:
             msg = (
@@ -94,7 +94,7 @@ class PilSource(SlideSource):
             ),
             dtype=dtype,
             channels=channels,
-            orientation=orientation if orientation in range(1, 9) else 1,
+            orientation=orientation,
             icc_profile=icc_profile,
         )
         self._pixels: np.ndarray | None = None
@@ -129,6 +129,16 @@ class PilSource(SlideSource):
     @override
     def read_associated(self, name: str, /) -> np.ndarray:
         raise KeyError(name)
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF Orientation (1 when absent). A PNG keeps its EXIF after the pixels: a cut
+    file has none to read here, and its decode fails later, naming the damage."""
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION, 1)
+    except (OSError, SyntaxError):
+        return 1
+    return value if value in range(1, 9) else 1
 
 
 def _mode_dtype(mode: str) -> str:
