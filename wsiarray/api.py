@@ -32,10 +32,12 @@ def open(
     Parameters
     ----------
     path : str or os.PathLike
-        The slide file (for MIRAX the ``.mrxs`` file, for DICOM WSI one instance file).
-    reader : {"auto", "tifffile", "openslide", "pil"} or str, optional
+        The slide file (for MIRAX the ``.mrxs`` file), a DICOM WSI series' folder or one of
+        its instances, or a DICOMweb series URL (``http(s)://…/studies/<uid>/series/<uid>``).
+    reader : {"auto", "tifffile", "dicom", "openslide", "pil", "zarr"} or str, optional
         Which reader to use. ``"auto"`` (default) picks by the file's content: tifffile for
-        TIFF-family files, OpenSlide for what it recognises, Pillow for plain images.
+        TIFF-family files, dicom for DICOM WSI, OpenSlide for what it recognises, Pillow for
+        plain images, zarr for OME-Zarr stores.
     chunks : int or (int, int), optional
         Largest dask chunk side in pixels, rounded down to whole native tiles: by default 3072
         (:func:`wsiarray.chunks.dask_chunks`; 2880 for 240-px tiles).

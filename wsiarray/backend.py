@@ -63,6 +63,7 @@ class WsiArrayBackendEntrypoint(BackendEntrypoint):
         "drop_variables",
         "group",
         "reader",
+        "to_srgb",
     )
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
@@ -83,9 +84,10 @@ class WsiArrayBackendEntrypoint(BackendEntrypoint):
         drop_variables: str | Iterable[str] | None = None,
         group: str | None = None,
         reader: str = "auto",
+        to_srgb: bool = False,
     ) -> xr.Dataset:
         """Open one level (``group="level0"`` by default) or associated image as a Dataset."""
-        tree = self.open_datatree(filename_or_obj, reader=reader)
+        tree = self.open_datatree(filename_or_obj, reader=reader, to_srgb=to_srgb)
         path = (group or "level0").strip("/")
         try:
             dataset = tree[path].to_dataset()
@@ -101,9 +103,10 @@ class WsiArrayBackendEntrypoint(BackendEntrypoint):
         *,
         drop_variables: str | Iterable[str] | None = None,
         reader: str = "auto",
+        to_srgb: bool = False,
     ) -> dict[str, xr.Dataset]:
         """Every group of the slide's tree as ``{path: Dataset}``."""
-        tree = self.open_datatree(filename_or_obj, reader=reader)
+        tree = self.open_datatree(filename_or_obj, reader=reader, to_srgb=to_srgb)
         return {
             node.path: node.to_dataset().drop_vars(drop_variables or [], errors="ignore")
             for node in tree.subtree
@@ -115,11 +118,12 @@ class WsiArrayBackendEntrypoint(BackendEntrypoint):
         *,
         drop_variables: str | Iterable[str] | None = None,
         reader: str = "auto",
+        to_srgb: bool = False,
     ) -> xr.DataTree:
         """The slide's whole tree; see :func:`wsiarray.open_datatree`."""
         from wsiarray.api import open_datatree
 
-        tree = open_datatree(filename_or_obj, reader=reader)
+        tree = open_datatree(filename_or_obj, reader=reader, to_srgb=to_srgb)
         if drop_variables:
             tree = tree.map_over_datasets(lambda ds: ds.drop_vars(drop_variables, errors="ignore"))
         return tree

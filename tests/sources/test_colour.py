@@ -116,3 +116,15 @@ def test_no_profile_served_unchanged(sample_svs: Path) -> None:
     np.testing.assert_array_equal(
         slide.read(10, 20, 64, 48), wa.open(sample_svs).read(10, 20, 64, 48)
     )
+
+
+def test_xarray_engine_converts_on_request(p3_slide: tuple[Path, np.ndarray]) -> None:
+    import xarray as xr
+
+    path, pixels = p3_slide
+    stored = xr.open_dataset(path, engine="wsiarray")
+    np.testing.assert_array_equal(stored.image.values, pixels)
+    converted = xr.open_dataset(path, engine="wsiarray", to_srgb=True)
+    np.testing.assert_array_equal(
+        converted.image.values, wa.open(path, to_srgb=True).image(level=0).values
+    )

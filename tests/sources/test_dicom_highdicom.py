@@ -142,23 +142,20 @@ def test_two_files_with_one_sop_instance_uid_fall_back_to_openslide_by_auto(name
         np.testing.assert_array_equal(slide.read(0, 0, 50, 50), _reference(DATA / name))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wsiarray bug: sm_image_grayscale_reversed.dcm opened from the shipped folder reads "
-    "sm_image_grayscale.dcm's pixels (same series, level, optical path and focal plane; "
-    "wsidicom keeps both instances and reads the first) without an error",
-)
 def test_an_instance_opened_beside_another_of_the_same_plane_reads_its_own_pixels() -> None:
-    path = DATA / "sm_image_grayscale_reversed.dcm"
-    refusal = pixels = None
-    try:
-        slide = wa.open(path, reader="dicom")
-    except UnsupportedFormatError as exc:  # refusing the ambiguous series, naming both, is right
-        refusal = str(exc)
-    else:
-        with slide:
-            pixels = slide.read(0, 0, 50, 50)
-    if refusal is not None:
-        assert "sm_image_grayscale.dcm" in refusal
-    else:
-        np.testing.assert_array_equal(pixels, _reference(path))
+    """Two instances of one series hold the same level, optical path and focal plane (the
+    second's frames reversed): wsidicom keeps both and reads the first it met, so the named
+    file is read without the other; the pair's folder is refused, naming both."""
+    for name in ("sm_image_grayscale_reversed.dcm", "sm_image_grayscale.dcm"):
+        path = DATA / name
+        with wa.open(path, reader="dicom") as slide:
+            np.testing.assert_array_equal(slide.read(0, 0, 50, 50), _reference(path))
+
+
+def test_a_folder_with_two_copies_of_a_level_is_refused_naming_both(tmp_path: Path) -> None:
+    for name in ("sm_image_grayscale.dcm", "sm_image_grayscale_reversed.dcm"):
+        shutil.copy(DATA / name, tmp_path / name)
+    with pytest.raises(UnsupportedFormatError, match="same level") as error:
+        wa.open(tmp_path, reader="dicom")
+    assert "sm_image_grayscale.dcm" in str(error.value)
+    assert "sm_image_grayscale_reversed.dcm" in str(error.value)

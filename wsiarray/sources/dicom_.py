@@ -594,11 +594,24 @@ def _open_files(wsidicom: Any, path: Path) -> WsiDicom:
             readable.append(instance)
         elif instance.image_type == "VOLUME":
             raise UnsupportedFormatError(_undecodable_message(instance, wsidicom.__version__))
-    try:
-        wsi = wsidicom.WsiDicom.open([i.path for i in readable])
-    except Exception as exc:
-        msg = f"{path}: wsidicom cannot open the series: {type(exc).__name__}: {exc}"
-        raise UnsupportedFormatError(msg) from exc
+    wsi = _open_files_of(wsidicom, path, readable)
+    clashes = _clashing_instances(wsi)
+    if clashes:
+        wsi.close()
+        named = path.resolve() if path.is_file() else None
+        if named is not None and all(named in group for group in clashes):
+            # the user named one of the copies: read it, without the others
+            others = {file for group in clashes for file in group if file != named}
+            return _open_files_of(
+                wsidicom, path, [i for i in readable if i.path.resolve() not in others]
+            )
+        listed = "; ".join(" and ".join(str(file) for file in sorted(group)) for group in clashes)
+        msg = (
+            f"{path}: instances of the series hold the same level, optical path and focal "
+            f"plane: {listed}. wsidicom would read whichever it met first; open the instance "
+            "file to read, or keep one of each in the folder."
+        )
+        raise UnsupportedFormatError(msg)
     opened = {Path(str(file)).resolve() for file in wsi.files or []}
     dropped = [i.path for i in volumes if i.path.resolve() not in opened]
     if dropped:
@@ -610,6 +623,41 @@ def _open_files(wsidicom: Any, path: Path) -> WsiDicom:
         )
         raise UnsupportedFormatError(msg)
     return wsi
+
+
+def _open_files_of(wsidicom: Any, path: Path, instances: Sequence[_Instance]) -> WsiDicom:
+    try:
+        return wsidicom.WsiDicom.open([i.path for i in instances])
+    except Exception as exc:
+        msg = f"{path}: wsidicom cannot open the series: {type(exc).__name__}: {exc}"
+        raise UnsupportedFormatError(msg) from exc
+
+
+def _clashing_instances(wsi: WsiDicom) -> list[set[Path]]:
+    """Files of instances that hold the same level, optical path and focal plane.
+
+    wsidicom keeps all of them and reads the first it was given: a folder holding two copies
+    of a level (highdicom's test files, a re-export beside the original) would read one of
+    them whichever file was named.
+    """
+    clashes = []
+    for pyramid in wsi.pyramids:
+        for level in pyramid.levels:
+            holders: dict[tuple[str, float], list[Any]] = {}
+            for instance in level.instances.values():
+                for optical_path in instance.optical_paths:
+                    for plane in instance.focal_planes:
+                        holders.setdefault((optical_path, plane), []).append(instance)
+            for instances in holders.values():
+                if len(instances) > 1:
+                    files = {
+                        Path(str(file)).resolve()
+                        for instance in instances
+                        for file in getattr(instance.image_data, "files", None) or []
+                    }
+                    if files not in clashes:
+                        clashes.append(files)
+    return clashes
 
 
 def _scan(path: Path) -> _Instance:
