@@ -3,6 +3,10 @@
 Such files cannot be read piecewise, so the whole image is decoded on the first pixel
 request (not at open) and kept. A pixel budget, checked at open from the header, refuses
 images too large to decode in memory.
+
+PNG is decoded by libpng (imagecodecs), not Pillow: Pillow opens a 16-bit RGB, RGBA or
+grey+alpha PNG in an 8-bit mode (keeping the high bytes) and drops a colour key (tRNS) of an
+RGB or grey PNG; libpng gives the stored 16 bits and the key as an alpha band.
 """
 
 from __future__ import annotations
@@ -77,6 +81,9 @@ class PilSource(SlideSource):
             # EXIF Orientation (a phone's or camera's JPEG); shown upright by open_source
             orientation = _orientation(image)
             icc_profile = image.info.get("icc_profile") or None
+            self._png = fmt == "png"
+            if self._png:
+                self._mode, channels = "", _png_bands(path, "transparency" in image.info)
         if width * height > max_pixels:
             msg = (
                 f"{path} is {width} x {height} = {width * height:,} pixels, more than the "
@@ -85,7 +92,7 @@ class PilSource(SlideSource):
             )
             raise PixelBudgetError(msg)
         # A plain image's dpi describes a printer, not a microscope: the pixel size stays unknown.
-        dtype = _mode_dtype(self._mode)
+        dtype = _png_dtype(path) if self._png else _mode_dtype(self._mode)
         self.metadata = SlideMetadata(
             format=fmt,
             reader=self.name,
@@ -111,16 +118,27 @@ class PilSource(SlideSource):
         with self._lock:
             if self._pixels is None:
                 try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                        with Image.open(self.path) as image:
-                            image.load()
-                            pixels = np.asarray(image.convert(self._mode))
-                except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                    pixels = self._png_pixels() if self._png else self._pillow_pixels()
+                except (OSError, ValueError, RuntimeError, Image.DecompressionBombError) as exc:
                     msg = f"{self.path}: the image cannot be decoded ({exc}). The file is damaged or incomplete."
                     raise CorruptTileError(msg) from exc
                 self._pixels = pixels if pixels.ndim == 3 else pixels[..., np.newaxis]
             return self._pixels
+
+    def _pillow_pixels(self) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(self.path) as image:
+                image.load()
+                return np.asarray(image.convert(self._mode))
+
+    def _png_pixels(self) -> np.ndarray:
+        import imagecodecs
+
+        try:
+            return imagecodecs.png_decode(self.path.read_bytes())
+        except imagecodecs.PngError as exc:  # not an OSError: say it is the file's damage
+            raise ValueError(str(exc)) from exc
 
     @override
     def read_block(self, level: int, y0: int, y1: int, x0: int, x1: int, /) -> np.ndarray:
@@ -139,6 +157,34 @@ def _orientation(image: Image.Image) -> int:
     except (OSError, SyntaxError):
         return 1
     return value if value in range(1, 9) else 1
+
+
+#: PNG colour type -> bands as libpng expands them (palette to RGB); a tRNS key adds alpha.
+PNG_BANDS = {
+    0: ("L",),
+    2: ("R", "G", "B"),
+    3: ("R", "G", "B"),
+    4: ("L", "A"),
+    6: ("R", "G", "B", "A"),
+}
+#: Where a PNG's IHDR keeps its bit depth and colour type.
+PNG_BIT_DEPTH, PNG_COLOUR_TYPE = 24, 25
+
+
+def _png_header(path: Path) -> tuple[int, int]:
+    with path.open("rb") as fh:
+        header = fh.read(PNG_COLOUR_TYPE + 1)
+    return header[PNG_BIT_DEPTH], header[PNG_COLOUR_TYPE]
+
+
+def _png_bands(path: Path, keyed: bool) -> tuple[str, ...]:
+    bands = PNG_BANDS[_png_header(path)[1]]
+    return (*bands, "A") if keyed and "A" not in bands else bands
+
+
+def _png_dtype(path: Path) -> str:
+    depth, colour_type = _png_header(path)
+    return "uint16" if depth == 16 and colour_type != 3 else "uint8"
 
 
 def _mode_dtype(mode: str) -> str:
