@@ -95,7 +95,9 @@ def write_ome_zarr(
     Parameters
     ----------
     slide : Slide
-        The slide to write.
+        The slide to write. A slide with focal planes or time points writes the plane it
+        reads (:attr:`Slide.plane`, chosen with :meth:`Slide.at_plane`), recorded in the
+        properties as ``wsiarray.plane``.
     path : str or os.PathLike
         The store directory to create (conventionally ending in ``.zarr``).
     pyramid : {"levels", "power_of_two"}
@@ -427,5 +429,12 @@ def _slide_attrs(
         pyramid=pyramid,
         levels=tuple(datasets),
         associated=tuple(associated),
-        properties=meta.properties,
+        properties={**meta.properties, **_plane_property(slide)},
     )
+
+
+def _plane_property(slide: Slide) -> dict[str, str]:
+    """``{"wsiarray.plane": "z=3"}`` for a slide with planes (only that plane is written)."""
+    if not slide.plane:
+        return {}
+    return {"wsiarray.plane": ",".join(f"{name}={index}" for name, index in slide.plane.items())}

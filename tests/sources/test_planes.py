@@ -119,3 +119,13 @@ def test_a_2d_slide_has_no_planes(sample_svs: Path) -> None:
     assert slide.planes == {}
     assert slide.plane == {}
     assert slide.tree["level0"].image.dims == ("y", "x", "c")
+
+
+def test_export_writes_the_plane_the_slide_reads(
+    z_stack: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    path, data = z_stack
+    store = wa.write_ome_zarr(wa.open(path).at_plane(z=2), tmp_path / "z2.zarr")
+    exported = wa.open(store)
+    assert exported.properties["wsiarray.plane"] == "z=2"
+    np.testing.assert_array_equal(exported.read(0, 0, 300, 200), np.moveaxis(data[2], 0, -1))
