@@ -1,7 +1,7 @@
 """DICOM WSI series written by independent tools (wsidicomizer, wsidicom), made once per session.
 
 Every series is generated into a temporary folder (none is committed) from the shared test
-data, in about five seconds together:
+data, in about twelve seconds together:
 
 ======================  ===========================================================================
 name                    origin
@@ -14,6 +14,8 @@ name                    origin
                         (``concatenation=ConcatenationByFrames(8)``): the level is 4 files
 ``svs-htj2k``           the same SVS converted to HTJ2K lossless (``HTJpeg2000Settings(levels=0)``,
                         RGB, ``force_transcoding=True``): the SVS's decoded pixels, exactly
+``ndpi-jpeg``           wsidicomizer of hamamatsu/test3-DAPI-2-(387).ndpi (its 4 levels, re-encoded
+                        as JPEG like ``svs-jpeg``; ~7 s, the longest to make)
 ``cam-j2k``             wsidicom 0.36 ``WsiDicom.save(transcoding=...)`` of
 ``cam-jpegls``          dicom/multiframe_camelyon_challenge_image.dcm (a YBR JPEG brightfield series)
 ``cam-rle``             into JPEG 2000 lossless, JPEG-LS lossless, RLE lossless and uncompressed
@@ -35,6 +37,7 @@ import pytest
 
 SVS = "aperio/CMU-1-Small-Region.svs"
 CAMELYON = "dicom/multiframe_camelyon_challenge_image.dcm"
+NDPI = "hamamatsu/test3-DAPI-2-(387).ndpi"
 
 
 def grey16_pattern() -> np.ndarray:
@@ -77,6 +80,7 @@ def dicom_corpus(
             uid_generator=generate_uid,
             concatenation=ConcatenationByFrames(8),
         )
+        convert(real_slide(NDPI), corpus["ndpi-jpeg"], uid_generator=generate_uid)
         convert(
             svs,
             corpus["svs-htj2k"],
@@ -122,6 +126,7 @@ CORPUS = (
     "svs-jpeg",
     "svs-jpeg-concat",
     "svs-htj2k",
+    "ndpi-jpeg",
     "cam-j2k",
     "cam-jpegls",
     "cam-rle",
