@@ -147,8 +147,9 @@ def lazily_indexed(array: WindowArray) -> indexing.LazilyIndexedArray:
     return indexing.LazilyIndexedArray(WindowArrayWrapper(array))
 
 
-def to_dask(array: WindowArray, chunks: tuple[int, ...], name: str) -> da.Array:
-    """A dask array over ``array``, one task per chunk of ``chunks`` (rows, cols[, bands])."""
+def to_dask(array: WindowArray, chunks: tuple[Any, ...], name: str) -> da.Array:
+    """A dask array over ``array``, one task per chunk of ``chunks`` (rows, cols[, bands]):
+    chunk sides, or each axis's chunk sizes as dask takes them."""
     return da.from_array(
         array,
         chunks=chunks if len(chunks) == 3 else (*chunks, -1),

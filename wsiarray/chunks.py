@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_CHUNK",
     "DIRECT_READ_PIXELS",
     "ChunksLike",
+    "aligned_chunks",
     "dask_chunks",
     "scaled_chunks",
     "tiles_per_task",
@@ -77,6 +78,27 @@ def dask_chunks(
         tiles = max(1, want // side)
         out.append(max(1, min(side * tiles, size)))
     return out[0], out[1]
+
+
+def aligned_chunks(
+    chunk: tuple[int, int], shape: tuple[int, int], offset: tuple[int, int]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Dask chunks of a level whose tile grid starts at ``offset``: chunk edges on tile edges.
+
+    The first chunk also takes the partial tile before ``offset``; the others are ``chunk``
+    long (the last one what remains).
+
+    Examples
+    --------
+    >>> aligned_chunks((128, 128), (300, 200), (44, 0))
+    ((172, 128), (128, 72))
+    """
+    axes = []
+    for side, size, start in zip(chunk, shape, offset, strict=True):
+        first = min(size, start + side) if start else min(size, side)
+        rest = size - first
+        axes.append((first, *(side,) * (rest // side), *((rest % side,) if rest % side else ())))
+    return axes[0], axes[1]
 
 
 def scaled_chunks(

@@ -26,7 +26,7 @@ from wsiarray.arrays import (
     lazily_indexed,
     to_dask,
 )
-from wsiarray.chunks import ChunksLike, dask_chunks, scaled_chunks
+from wsiarray.chunks import ChunksLike, aligned_chunks, dask_chunks, scaled_chunks
 from wsiarray.geometry import ScalePlan, pixel_centres
 from wsiarray.sources import SlideMetadata, SourceSpec
 
@@ -69,7 +69,13 @@ def image_at(
         extra = {"read_level": plan.level}
     if dask:
         name = f"wsiarray-{type(array).__name__}-{tokenize(spec, plan, chunks, plane)}"
-        data = to_dask(array, chunk_shape, name)
+        offset = meta.levels[plan.level].tile_offset
+        layout = (
+            aligned_chunks(chunk_shape, level_shape, offset)
+            if plan.factor is None and offset != (0, 0)
+            else chunk_shape
+        )
+        data = to_dask(array, layout, name)
     else:
         data = lazily_indexed(array)
     ds_y, ds_x = plan.downsample

@@ -113,3 +113,31 @@ def test_jpeg_exif_orientation(tmp_path: Path, orientation: int) -> None:
     slide = wa.open(path)
     assert slide.level_shapes[0] == expected.shape[:2]
     np.testing.assert_array_equal(slide.read(3, 5, 30, 20), expected[5:25, 3:33])
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_dask_chunks_read_whole_stored_tiles(
+    tmp_path: Path, orientation: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a flipped axis's tile grid starts at the stored last, partial tile: chunk edges must
+    # still fall on stored tile edges, or every chunk decodes an extra row and column of tiles
+    from wsiarray.sources.tifffile_ import TifffileSource
+
+    path = tmp_path / f"o{orientation}.tif"
+    _write(path, orientation)
+    windows = []
+    read_block = TifffileSource.read_block
+
+    def recording(self, level, y0, y1, x0, x1, /, plane=()):  # noqa: ANN001, ANN202
+        windows.append((level, y0, y1, x0, x1))
+        return read_block(self, level, y0, y1, x0, x1, plane=plane)
+
+    monkeypatch.setattr(TifffileSource, "read_block", recording)
+    slide = wa.open(path)
+    slide.image(level=0, chunks=2 * TILE).values  # noqa: B018 - reads every chunk
+    assert len(windows) == len(slide.image(level=0, chunks=2 * TILE).data.blocks.ravel())
+    for _, y0, y1, x0, x1 in windows:
+        assert y0 % TILE == 0, (y0, y1)
+        assert x0 % TILE == 0, (x0, x1)
+        assert y1 % TILE == 0 or y1 == HEIGHT, (y0, y1)
+        assert x1 % TILE == 0 or x1 == WIDTH, (x0, x1)

@@ -26,10 +26,15 @@ class LevelInfo:
     tile : tuple of int
         ``(tile_height, tile_width)`` of the native storage unit (tile or strip): dask
         chunks are whole tiles (:func:`wsiarray.chunks.dask_chunks`).
+    tile_offset : tuple of int
+        Where the tile grid starts, ``(rows, columns)``: tiles begin at
+        ``tile_offset + k * tile``. 0 but in a slide shown flipped, whose first tile is the
+        stored last, partial one (:mod:`wsiarray.sources._orientation`).
     """
 
     shape: tuple[int, int]
     tile: tuple[int, int]
+    tile_offset: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,9 +60,22 @@ class UprightSource(SlideSource):
         meta = stored.metadata
         self.transpose, self.flip_y, self.flip_x = ORIENTATIONS[meta.orientation]
         if self.transpose:
-            levels = tuple(LevelInfo(info.shape[::-1], info.tile[::-1]) for info in meta.levels)
-            meta = dataclasses.replace(meta, levels=levels, mm_x=meta.mm_y, mm_y=meta.mm_x)
-        self.metadata = dataclasses.replace(meta, orientation=1)
+            meta = dataclasses.replace(meta, mm_x=meta.mm_y, mm_y=meta.mm_x)
+        levels = tuple(self._shown(info) for info in meta.levels)
+        self.metadata = dataclasses.replace(meta, levels=levels, orientation=1)
+
+    def _shown(self, info: LevelInfo) -> LevelInfo:
+        """A level's geometry as shown: sides swapped by a transpose, and the tile grid of a
+        flipped axis starting at its stored last (partial) tile, so that dask chunks stay
+        whole stored tiles."""
+        shape, tile = (
+            (info.shape[::-1], info.tile[::-1]) if self.transpose else (info.shape, info.tile)
+        )
+        offset = tuple(
+            size % side if flipped else 0
+            for size, side, flipped in zip(shape, tile, (self.flip_y, self.flip_x), strict=True)
+        )
+        return LevelInfo(shape, tile, offset)  # type: ignore[arg-type]
 
     @classmethod
     def claims(cls, path: Path, header: bytes, /) -> bool:
