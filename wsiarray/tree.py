@@ -186,10 +186,19 @@ def root_attrs(meta: SlideMetadata, path: str) -> dict[str, object]:
         "mm_y": meta.mm_y,
         "magnification": meta.magnification,
         "magnification_derived": meta.magnification_derived,
-        "background_color": "#{:02x}{:02x}{:02x}".format(*meta.background[:3]),
+        "background_color": "#{:02x}{:02x}{:02x}".format(*_rgb(meta.background)),
         "level_count": len(meta.levels),
         "properties": dict(meta.properties),
     }
+
+
+def _rgb(background: tuple[int, ...]) -> tuple[int, int, int]:
+    """The background as an RGB colour: a grey slide's one value three times (clipped to 8 bits
+    for the attribute; a 16-bit slide's background is in ``metadata.background``)."""
+    values = [min(255, max(0, int(v))) for v in background] or [255]
+    if len(values) < 3:  # grey, or grey and alpha
+        return values[0], values[0], values[0]
+    return values[0], values[1], values[2]
 
 
 def build_tree(spec: SourceSpec, meta: SlideMetadata, *, chunks: ChunksLike = None) -> xr.DataTree:

@@ -128,7 +128,7 @@ def test_dask_chunks_read_whole_stored_tiles(
     windows = []
     read_block = TifffileSource.read_block
 
-    def recording(self, level, y0, y1, x0, x1, /, plane=()):  # noqa: ANN001, ANN202
+    def recording(self, level, y0, y1, x0, x1, /, plane=()):
         windows.append((level, y0, y1, x0, x1))
         return read_block(self, level, y0, y1, x0, x1, plane=plane)
 

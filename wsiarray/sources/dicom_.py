@@ -32,7 +32,13 @@ from wsiarray.errors import (
     UnsupportedFormatError,
 )
 from wsiarray.sources import _vendor
-from wsiarray.sources._base import AssociatedInfo, LevelInfo, SlideMetadata, SlideSource
+from wsiarray.sources._base import (
+    AssociatedInfo,
+    LevelInfo,
+    PlaneAxis,
+    SlideMetadata,
+    SlideSource,
+)
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -176,8 +182,10 @@ class DicomSource(SlideSource):
         Which pyramid of the series to read when it holds several (wsidicom groups levels
         into pyramids by their image origin and extent); the first by default.
     z : float, optional
-        The focal plane to read (in µm, as the dataset states it). By default wsidicom's:
-        the only plane, or the middle one of a z-stack.
+        Read only this focal plane (in µm, as the dataset states it). By default a z-stack
+        whose every level holds the same focal planes is read whole, its planes the
+        dimension ``z`` (in mm); any other series reads wsidicom's default plane: the only
+        one, or the middle one.
     credentials : Credentials, optional
         DICOMweb user and password; set from a URL's ``user:password@``.
 
@@ -266,6 +274,12 @@ class DicomSource(SlideSource):
         ]
         for index, level in enumerate(self._levels):
             self._check_concatenation(index, level)
+        # a z-stack is a dimension only where every level holds the same planes: a plane
+        # missing from a level could not be read at that level
+        planes = {tuple(sorted(level.focal_planes)) for level in self._levels}
+        self._planes: tuple[float, ...] = ()
+        if z is None and len(planes) == 1 and len(next(iter(planes))) > 1:
+            self._planes = next(iter(planes))
 
     def _check_concatenation(self, index: int, level: Level) -> None:
         """Refuse a level split into a concatenation of which wsidicom holds only some parts.
@@ -325,6 +339,9 @@ class DicomSource(SlideSource):
             properties=self._properties(),
             associated=tuple(self._associated_info()),
             icc_profile=self._icc_profile(),
+            planes=(PlaneAxis("z", tuple(z / 1000 for z in self._planes), "mm"),)
+            if self._planes
+            else (),
         )
 
     def _icc_profile(self) -> bytes | None:
@@ -440,8 +457,11 @@ class DicomSource(SlideSource):
     # -- pixels ----------------------------------------------------------------------------------
 
     @override
-    def read_block(self, level: int, y0: int, y1: int, x0: int, x1: int, /) -> np.ndarray:
+    def read_block(
+        self, level: int, y0: int, y1: int, x0: int, x1: int, /, plane: tuple[int, ...] = ()
+    ) -> np.ndarray:
         wsi_level = self._levels[level]
+        z = self._planes[plane[0]] if plane else self._z
         planes = []
         for path in self._paths:
             try:
@@ -451,7 +471,7 @@ class DicomSource(SlideSource):
                     (x0, y0),
                     wsi_level.level,
                     (x1 - x0, y1 - y0),
-                    z=self._z,
+                    z=z,
                     path=path,
                     pyramid=self._pyramid,
                     as_array=True,
