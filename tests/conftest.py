@@ -93,3 +93,37 @@ def orthanc() -> Iterator[OrthancServer]:
         yield server
     finally:
         server.stop()
+
+
+if TYPE_CHECKING:  # the remote-slide servers' types (issue 13)
+    from tests.servers import MotoS3Server, RangeHTTPServer
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MotoS3Server]:
+    """A private S3 server for the session: moto's server mode in its own process
+    (tests/servers.py). ``.endpoint_url``, ``.storage_options`` (for s3fs/fsspec),
+    ``.upload(bucket, paths or {key: path})`` returns the ``s3://`` URLs, ``.put(bucket, key,
+    data)``, ``.reset()`` empties it. Other tests share it: use a bucket of your own. Skipped,
+    naming the missing package, where moto's server mode is not installed."""
+    from tests.servers import start_moto_s3
+
+    server = start_moto_s3()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[RangeHTTPServer]:
+    """A new HTTP server with Range support for each test (tests/servers.py), serving the empty
+    folder ``.directory`` (``tmp_path / "http"``; put or symlink files there): ``.url`` is its
+    base URL. Knobs ``latency``, ``fail_rate``, ``drop_rate`` (+ ``drop_mode``) start at 0 and
+    can be changed while it runs; ``.requests`` logs every GET and HEAD."""
+    from tests.servers import RangeHTTPServer
+
+    directory = tmp_path / "http"
+    directory.mkdir()
+    with RangeHTTPServer(directory) as server:
+        yield server
