@@ -28,9 +28,9 @@ def test_reads_decode_only_the_tiles_they_touch(
     decoded: list[tuple[int, int]] = []
     original = LevelTiles._decode
 
-    def counting(self, plane, index, ty, tx):
+    def counting(self, fetched, plane, index, ty, tx):
         decoded.append((ty, tx))
-        return original(self, plane, index, ty, tx)
+        return original(self, fetched, plane, index, ty, tx)
 
     monkeypatch.setattr(LevelTiles, "_decode", counting)
     slide = wa.open(real_slide(SVS))

@@ -24,6 +24,7 @@ def open(
     chunks: ChunksLike = None,
     reader_options: Mapping[str, Any] | None = None,
     to_srgb: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Slide:
     """Open a whole-slide image as a :class:`Slide` of lazy dask levels.
 
@@ -44,6 +45,11 @@ def open(
     reader_options : mapping, optional
         Passed to the reader, e.g. ``{"series": 1}`` for tifffile or ``{"max_pixels": N}``
         for Pillow.
+    storage_options : mapping, optional
+        For a URL (``s3://``, ``gs://``, ``az://``, ``https://``, any fsspec protocol): the
+        filesystem's options, e.g. credentials or ``{"client_kwargs": {"endpoint_url": ...}}``.
+        They travel with dask graphs (workers read the object themselves) and are never
+        shown in reprs or errors.
     to_srgb : bool, optional
         Convert the pixels from the file's embedded ICC profile to sRGB (littleCMS,
         perceptual intent, as large_image does by default). A file without a profile is
@@ -73,6 +79,8 @@ def open(
     options = dict(reader_options or {})
     if to_srgb:
         options["to_srgb"] = True
+    if storage_options is not None:
+        options["storage_options"] = storage_options
     spec, metadata = source_cache.open(path, reader=reader, options=options)
     return Slide(spec, metadata, chunks=chunks)
 
@@ -85,6 +93,7 @@ def open_datatree(
     chunks: ChunksLike = None,
     reader_options: Mapping[str, Any] | None = None,
     to_srgb: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> xr.DataTree:
     """Open a whole-slide image as an :class:`xarray.DataTree`; see :func:`open` for parameters.
 
@@ -95,5 +104,10 @@ def open_datatree(
         and ``/associated/<name>``.
     """
     return open(
-        path, reader=reader, chunks=chunks, reader_options=reader_options, to_srgb=to_srgb
+        path,
+        reader=reader,
+        chunks=chunks,
+        reader_options=reader_options,
+        to_srgb=to_srgb,
+        storage_options=storage_options,
     ).tree

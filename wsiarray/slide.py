@@ -11,7 +11,7 @@ import numpy as np
 from wsiarray import geometry
 from wsiarray.chunks import DIRECT_READ_PIXELS, ChunksLike
 from wsiarray.errors import LevelError, OptionError, RegionError, ScaleError
-from wsiarray.sources import SlideMetadata, SourceSpec, source_cache
+from wsiarray.sources import SlideMetadata, SourceSpec, redact, source_cache
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -95,8 +95,9 @@ class Slide:
 
     @property
     def path(self) -> str:
-        """Absolute path of the slide file."""
-        return self._spec.path
+        """Absolute path of the slide file, or its URL (user, password and signed-URL query
+        values shown as ``***``)."""
+        return redact(self._spec.path)
 
     @property
     def level_count(self) -> int:

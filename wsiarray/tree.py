@@ -28,7 +28,7 @@ from wsiarray.arrays import (
 )
 from wsiarray.chunks import ChunksLike, aligned_chunks, dask_chunks, scaled_chunks
 from wsiarray.geometry import ScalePlan, pixel_centres
-from wsiarray.sources import SlideMetadata, SourceSpec
+from wsiarray.sources import SlideMetadata, SourceSpec, redact
 
 __all__ = ["build_tree", "image_at", "image_coords", "root_attrs", "stacked_planes"]
 
@@ -213,7 +213,7 @@ def build_tree(spec: SourceSpec, meta: SlideMetadata, *, chunks: ChunksLike = No
     chunks : int or tuple of int, optional
         Dask chunk side in pixels, see :func:`wsiarray.chunks.dask_chunks`.
     """
-    nodes: dict[str, xr.Dataset] = {"/": xr.Dataset(attrs=root_attrs(meta, spec.path))}
+    nodes: dict[str, xr.Dataset] = {"/": xr.Dataset(attrs=root_attrs(meta, redact(spec.path)))}
     for level in range(len(meta.levels)):
         nodes[f"/level{level}"] = _level_dataset(spec, meta, level, chunks)
     for index, info in enumerate(meta.associated):

@@ -306,9 +306,11 @@ def test_credentials_in_a_url_never_show() -> None:
     assert "DICOMweb series cannot be opened" in str(error.value)
 
 
-def test_a_url_that_is_no_dicomweb_series_is_refused() -> None:
-    with pytest.raises(wa.UnsupportedFormatError, match="DICOMweb series URLs"):
-        wa.open("https://example.org/slide.svs")
+def test_a_url_that_is_no_dicomweb_series_is_read_as_an_object_not_by_dicom() -> None:
+    # any other URL is an object in storage (tests/sources/test_store.py): nothing listens
+    with pytest.raises(wa.WsiArrayError, match=r"127\.0\.0\.1:9/slide\.svs") as error:
+        wa.open("http://127.0.0.1:9/slide.svs")
+    assert "dicom" not in str(error.value).lower()
 
 
 @pytest.mark.parametrize("name", [BPAEC, CAMELYON, "grey16-j2k", "grey16-jpegls"])

@@ -12,6 +12,7 @@ import tifffile
 from wsiarray._jpeg_markers import SOI
 from wsiarray.errors import CorruptTileError
 from wsiarray.sources._jpeg import ADOBE_RGB
+from wsiarray.sources._store import LocalStore
 from wsiarray.sources._tifftiles import LevelTiles
 from wsiarray.synthetic import write_aperio_svs
 
@@ -25,7 +26,9 @@ def level_tiles() -> Iterator[Callable[[Path], tuple[LevelTiles, tifffile.TiffPa
         tif = tifffile.TiffFile(path)
         opened.append(tif)
         series = tif.series[0].levels[0]
-        return LevelTiles(path, tif.filehandle.fileno(), 0, series, fill=255), series
+        return LevelTiles(
+            path, LocalStore(path, fd=tif.filehandle.fileno()), 0, series, fill=255
+        ), series
 
     yield open_level
     for tif in opened:

@@ -16,6 +16,7 @@ from wsiarray.sources._base import (
 from wsiarray.sources._cache import CACHE_SIZE, SourceCache, source_cache
 from wsiarray.sources._registry import BUILTIN_READERS, available_readers, open_source
 from wsiarray.sources._spec import SourceSpec
+from wsiarray.sources._store import StorageOptions, redact
 
 __all__ = [
     "BUILTIN_READERS",
@@ -27,7 +28,9 @@ __all__ = [
     "SlideSource",
     "SourceCache",
     "SourceSpec",
+    "StorageOptions",
     "available_readers",
     "open_source",
+    "redact",
     "source_cache",
 ]

@@ -125,6 +125,9 @@ class SlideSource(abc.ABC):
     """
 
     name: ClassVar[str]
+    #: Whether the reader opens URLs of objects in storage (``s3://``, ``https://``, any
+    #: fsspec protocol), reading byte ranges (:mod:`wsiarray.sources._store`).
+    remote: ClassVar[bool] = False
     #: Normalised metadata; set by the subclass's ``__init__``.
     metadata: SlideMetadata
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from wsiarray.errors import (
     OptionError,
@@ -25,6 +26,7 @@ from wsiarray.sources._base import SlideSource
 from wsiarray.sources._colour import in_srgb
 from wsiarray.sources._orientation import upright
 from wsiarray.sources._spec import is_url
+from wsiarray.sources._store import FsspecStore, StorageOptions, redact
 
 __all__ = ["BUILTIN_READERS", "ENTRY_POINT_GROUP", "available_readers", "open_source"]
 
@@ -181,25 +183,41 @@ def _open_with(reader: str, file: Path, header: bytes, options: dict[str, Any]) 
 
 
 def _open_url(url: str, reader: str, options: dict[str, Any]) -> SlideSource:
-    """Open a URL with the named reader or, by "auto", a DICOMweb series URL with dicom's.
-
-    Readers' ``claims`` take local paths, so "auto" does not ask them about a URL.
-    """
+    """Open a URL: a DICOMweb series with the dicom reader, an object in storage (any fsspec
+    URL) with the named reader or the first remote-capable reader that recognises its bytes."""
     from wsiarray.sources.dicom_ import is_dicomweb_url, split_credentials
 
-    # a secret in the URL would show in every message and repr: it travels as an option
-    url, credentials = split_credentials(url, options.get("credentials"))
-    if credentials is not None:
-        options["credentials"] = credentials
-    if reader == "auto":
-        if not is_dicomweb_url(url):
-            msg = (
-                "the only URLs wsiarray opens are DICOMweb series URLs, "
-                "http(s)://host/prefix/studies/<StudyInstanceUID>/series/<SeriesInstanceUID>"
-            )
-            raise UnsupportedFormatError(msg)
-        reader = "dicom"
-    return _try_open(_reader_class(reader), url, options)
+    if is_dicomweb_url(url):
+        # a secret in the URL would show in every message and repr: it travels as an option
+        url, credentials = split_credentials(url, options.get("credentials"))
+        if credentials is not None:
+            options["credentials"] = credentials
+        return _try_open(_reader_class("dicom" if reader == "auto" else reader), url, options)
+    if reader != "auto":
+        return _try_open(_reader_class(reader), url, options)
+    store = FsspecStore(url, StorageOptions(options.get("storage_options")).to_dict())
+    try:
+        header = store.read(0, HEADER_BYTES)
+    finally:
+        store.close()
+    name_only = PurePosixPath(urlsplit(url).path)
+    answers = []
+    for name, target in _reader_targets():
+        cls = _reader_class(name, target)
+        if not getattr(cls, "remote", False):
+            answers.append(f"{name}: reads local files only")
+            continue
+        if not cls.claims(name_only, header):
+            answers.append(f"{name}: does not recognise the content")
+            continue
+        try:
+            return _try_open(cls, url, options)
+        except TruncatedFileError:
+            raise
+        except UnsupportedFormatError as exc:
+            answers.append(f"{name}: {exc}")
+    msg = f"{redact(url)} is not a slide any reader can open from storage: " + "; ".join(answers)
+    raise UnsupportedFormatError(msg)
 
 
 def _try_open(cls: type[SlideSource], path: Path | str, options: dict[str, Any]) -> SlideSource:
@@ -208,5 +226,6 @@ def _try_open(cls: type[SlideSource], path: Path | str, options: dict[str, Any])
     except WsiArrayError:
         raise
     except Exception as exc:  # a reader library's own error: say which reader and why
-        msg = f"{cls.name} cannot read {path}: {type(exc).__name__}: {exc}"
+        where = redact(path) if isinstance(path, str) else path
+        msg = f"{cls.name} cannot read {where}: {type(exc).__name__}: {redact(str(exc))}"
         raise UnsupportedFormatError(msg) from exc

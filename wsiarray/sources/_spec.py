@@ -9,15 +9,15 @@ from pathlib import Path
 from stat import S_ISDIR
 from typing import Any
 
-__all__ = ["SourceSpec", "is_url"]
+from wsiarray.sources._store import is_remote, redact
 
-#: Paths with these prefixes are URLs (a DICOMweb series), not local files.
-URL_SCHEMES = ("http://", "https://")
+__all__ = ["SourceSpec", "is_url"]
 
 
 def is_url(path: object) -> bool:
-    """Whether ``path`` is an ``http(s)://`` URL rather than a local path."""
-    return isinstance(path, str) and path.lower().startswith(URL_SCHEMES)
+    """Whether ``path`` is a URL (``s3://``, ``https://``, a DICOMweb series) rather than a
+    local path."""
+    return isinstance(path, str) and is_remote(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +33,8 @@ class SourceSpec:
     The cache checks the stamp at every use (one ``stat``), so a file modified in place
     under an open source is refused rather than read at its old offsets.
 
-    A URL (a DICOMweb series) is kept as given, with the stamp ``(0, 0)``: the server's
-    series has no size or modification time to check, and it never counts as changed.
+    A URL (an object in storage, a DICOMweb series) is kept as given, with the stamp
+    ``(0, 0)``, and never counts as changed: checking would cost a request per read.
     """
 
     path: str
@@ -51,6 +51,13 @@ class SourceSpec:
             return cls(str(path), reader, tuple(sorted(options.items())))
         resolved = Path(path).resolve()
         return cls(str(resolved), reader, tuple(sorted(options.items())), _stamp(resolved))
+
+    def __repr__(self) -> str:
+        # a signed URL's query grants access: never shown
+        return (
+            f"SourceSpec(path={redact(self.path)!r}, reader={self.reader!r}, "
+            f"options={self.options!r}, stamp={self.stamp!r})"
+        )
 
     def changed(self) -> bool:
         """Whether the file's size or modification time differs from the stamp (or it is gone)."""

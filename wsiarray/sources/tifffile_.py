@@ -8,10 +8,11 @@ tifffile reads as a pyramid series.
 from __future__ import annotations
 
 import itertools
-import os
 import threading
-from pathlib import Path
-from typing import Any, ClassVar, Literal, override
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO, ClassVar, Literal, override
+from urllib.parse import urlsplit
 
 import numpy as np
 import tifffile
@@ -26,6 +27,7 @@ from wsiarray.sources._base import (
     SlideMetadata,
     SlideSource,
 )
+from wsiarray.sources._store import StorageOptions, is_remote, open_store
 from wsiarray.sources._tifffile_internals import can_decode
 from wsiarray.sources._tifftiles import LevelTiles
 
@@ -71,25 +73,49 @@ class TifffileSource(SlideSource):
 
     Parameters
     ----------
-    path : Path
-        The slide file.
+    path : Path or str
+        The slide file, or its URL (``s3://``, ``https://``, any fsspec protocol).
     series : int, optional
         Index of the tifffile series to use as the slide. By default the largest series
         that is not a label, macro or thumbnail.
+    storage_options : mapping, optional
+        For a URL: the fsspec filesystem's options (credentials, endpoint, ...).
     """
 
     name: ClassVar[str] = "tifffile"
+    remote: ClassVar[bool] = True
 
     @classmethod
     @override
     def claims(cls, path: Path, header: bytes, /) -> bool:
         return header[:4] in TIFF_MAGIC
 
-    def __init__(self, path: Path, /, *, series: int | None = None, **options: Any) -> None:
-        super().__init__(path, series=series, **options)
+    def __init__(
+        self,
+        path: Path | str,
+        /,
+        *,
+        series: int | None = None,
+        storage_options: StorageOptions | Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        remote = is_remote(path)
+        if remote:
+            options["storage_options"] = StorageOptions(storage_options)
+        super().__init__(path, series=series, **options)  # type: ignore[arg-type]
         _refuse_olympus_vsi(path)
-        _check_ifd_chain(path)
-        self._tif = tifffile.TiffFile(path)
+        self._store = open_store(path, storage_options)
+        self.location = self._store.location
+        try:
+            # directories read through one file object: for a URL its blocks are cached, so
+            # the chain walk and tifffile's parse share the few requests they cost
+            handle = self._store.open()
+            _check_ifd_chain(handle, self._store.size, self.location)
+            handle.seek(0)
+            self._tif = tifffile.TiffFile(handle, name=Path(str(path)).name)
+        except BaseException:
+            self._store.close()
+            raise
         self._associated_lock = threading.Lock()
         try:
             self._series = self._with_structural_levels(self._slide_series(series))
@@ -97,9 +123,7 @@ class TifffileSource(SlideSource):
             self._check_codecs()
             self._check_complete()
             fill = self._fillvalue()
-            # tiles are read with pread on tifffile's own descriptor: one per slide
-            fd = self._tif.filehandle.fileno()
-            self._fd, self._fill = fd, fill
+            self._fill = fill
             # planes (Z, T) beyond the first are read on first use: a long time series has
             # thousands, each a few pages whose offsets tifffile reads lazily
             self._tiles: dict[tuple[int, tuple[int, ...]], LevelTiles] = {}
@@ -209,7 +233,7 @@ class TifffileSource(SlideSource):
                 raise UnsupportedFormatError(msg)
 
     def _check_complete(self) -> None:
-        size = os.path.getsize(self.path)
+        size = self._store.size
         series = [*self._series.levels, *self._associated_series().values()]
         for level in series:
             for page in level.pages:
@@ -303,8 +327,8 @@ class TifffileSource(SlideSource):
                 tiles = self._tiles.get(key)
                 if tiles is None:
                     tiles = LevelTiles(
-                        self.path,
-                        self._fd,
+                        self.location,
+                        self._store,
                         level,
                         series,
                         self._fill,
@@ -418,9 +442,10 @@ class TifffileSource(SlideSource):
     @override
     def close(self) -> None:
         self._tif.close()
+        self._store.close()
 
 
-def _check_ifd_chain(path: Path) -> None:
+def _check_ifd_chain(fh: BinaryIO, size: int, path: str) -> None:
     """Walk the chain of image directories, refusing a cut-off file and a 0-pixel image.
 
     tifffile drops directories past the end of a cut-off file with only a log message,
@@ -435,38 +460,35 @@ def _check_ifd_chain(path: Path) -> None:
     UnsupportedFormatError
         A directory declares a 0-pixel wide or high image.
     """
-    size = os.path.getsize(path)
-    with path.open("rb") as fh:
-        header = fh.read(16)
-        order: Literal["little", "big"] = "little" if header[:2] == b"II" else "big"
-        big = int.from_bytes(header[2:4], order) == 43
-        count_size, entry_size, offset_size = (8, 20, 8) if big else (2, 12, 4)
-        offset = int.from_bytes(header[8:16] if big else header[4:8], order)
-        seen: set[int] = set()
-        while offset and offset not in seen and len(seen) < 1_000_000:
-            seen.add(offset)
-            fh.seek(offset)
-            count_bytes = fh.read(count_size)
-            count = int.from_bytes(count_bytes, order)
-            end = offset + count_size + count * entry_size + offset_size
-            if len(count_bytes) < count_size or end > size:
-                msg = (
-                    f"{path} is truncated: it has {size:,} bytes but an image directory is at "
-                    f"byte {offset:,}. Copy the file again completely."
-                )
-                raise TruncatedFileError(msg)
-            entries = fh.read(count * entry_size + offset_size)
-            width, length = (
-                _inline_value(entries, count, entry_size, tag, order) for tag in SIZE_TAGS
+    fh.seek(0)
+    header = fh.read(16)
+    order: Literal["little", "big"] = "little" if header[:2] == b"II" else "big"
+    big = int.from_bytes(header[2:4], order) == 43
+    count_size, entry_size, offset_size = (8, 20, 8) if big else (2, 12, 4)
+    offset = int.from_bytes(header[8:16] if big else header[4:8], order)
+    seen: set[int] = set()
+    while offset and offset not in seen and len(seen) < 1_000_000:
+        seen.add(offset)
+        fh.seek(offset)
+        count_bytes = fh.read(count_size)
+        count = int.from_bytes(count_bytes, order)
+        end = offset + count_size + count * entry_size + offset_size
+        if len(count_bytes) < count_size or end > size:
+            msg = (
+                f"{path} is truncated: it has {size:,} bytes but an image directory is at "
+                f"byte {offset:,}. Copy the file again completely."
             )
-            if width == 0 or length == 0:
-                msg = (
-                    f"{path}: image directory {len(seen) - 1} declares a {width} x {length} image "
-                    "(ImageWidth x ImageLength); an image cannot be 0 pixels wide or high, so "
-                    "the file is damaged"
-                )
-                raise UnsupportedFormatError(msg)
-            offset = int.from_bytes(entries[-offset_size:], order)
+            raise TruncatedFileError(msg)
+        entries = fh.read(count * entry_size + offset_size)
+        width, length = (_inline_value(entries, count, entry_size, tag, order) for tag in SIZE_TAGS)
+        if width == 0 or length == 0:
+            msg = (
+                f"{path}: image directory {len(seen) - 1} declares a {width} x {length} image "
+                "(ImageWidth x ImageLength); an image cannot be 0 pixels wide or high, so "
+                "the file is damaged"
+            )
+            raise UnsupportedFormatError(msg)
+        offset = int.from_bytes(entries[-offset_size:], order)
 
 
 def _inline_value(
@@ -506,17 +528,19 @@ def _is_reduced_copy(page: tifffile.TiffPage, base: tifffile.TiffPage) -> bool:
     )
 
 
-def _refuse_olympus_vsi(path: Path) -> None:
+def _refuse_olympus_vsi(location: Path | str) -> None:
     """Raise :class:`UnsupportedFormatError` for an Olympus (Evident) VSI file.
 
     A ``.vsi`` file is a TIFF holding only a preview of the slide: the pyramid is in the
     ``.ets`` files of the folder ``_<name>_`` beside it, in Olympus' own container. Read as a
     TIFF, the preview would pass for the slide.
     """
+    remote = is_remote(location)
+    path = PurePosixPath(urlsplit(str(location)).path) if remote else Path(location)
     if path.suffix.lower() != ".vsi":
         return
     folder = path.with_name(f"_{path.stem}_")
-    ets = sorted(folder.glob("stack*/*.ets")) if folder.is_dir() else []
+    ets = sorted(Path(folder).glob("stack*/*.ets")) if not remote and Path(folder).is_dir() else []
     found = (
         f"{len(ets)} .ets file{'s' if len(ets) != 1 else ''} there"
         if ets

@@ -1,0 +1,319 @@
+"""Where a slide's bytes live: a local file, or an object behind an fsspec URL.
+
+A reader asks a :class:`ByteStore` for byte ranges, never for a file position: a local file
+answers with ``os.pread`` on one descriptor (thread-safe, releases the GIL); a remote object
+(``s3://``, ``gs://``, ``az://``, ``http(s)://``, any fsspec protocol) answers the ranges of
+one dask chunk together, neighbours merged into one request and the requests sent
+concurrently (fsspec's ``cat_ranges``), with retries on transient failures. Header parsers
+(tifffile) get a file object from :meth:`ByteStore.open`: for a remote object it reads ahead
+in large blocks, so the directories at the start of a slide cost a few round trips.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from wsiarray.errors import SlideNotFoundError, WsiArrayError
+
+__all__ = [
+    "ByteStore",
+    "FsspecStore",
+    "LocalStore",
+    "StorageOptions",
+    "is_remote",
+    "open_store",
+    "redact",
+]
+
+#: A URL with a scheme of two or more letters (``C:\\`` is a Windows drive, not a scheme).
+REMOTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+://")
+#: Ranges closer than this are fetched as one request: a request costs a round trip, the
+#: bytes between two tiles of one chunk (a few kB of other tiles' data) cost almost nothing.
+MERGE_GAP = 256 * 1024
+#: Block size of the file object handed to header parsers: the directories of a slide sit in
+#: its first and last few MB, read in a handful of requests.
+HEADER_BLOCK = 4 * 1024 * 1024
+#: Attempts per request, and the first wait between them (doubling).
+ATTEMPTS = 5
+FIRST_WAIT = 0.05
+#: Query parameters of signed URLs that grant access, never shown.
+SECRET_QUERY = re.compile(
+    r"(?i)([?&](?:x-amz-[^=&]*|signature|sig|se|sp|sv|token|access_token|key|"
+    r"x-goog-[^=&]*|googleaccessid)=)[^&]*"
+)
+
+
+def is_remote(location: str | os.PathLike[str]) -> bool:
+    """Whether ``location`` is a URL (``s3://...``, ``https://...``), not a local path."""
+    return isinstance(location, str) and REMOTE.match(location) is not None
+
+
+def redact(url: str) -> str:
+    """``url`` (or a message holding URLs) with users, passwords and signed-URL query values
+    replaced by ``***``."""
+    url = re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]+://)[^/@\s'\"]*@", r"\1***@", url)
+    return SECRET_QUERY.sub(r"\1***", url)
+
+
+class StorageOptions:
+    """fsspec ``storage_options`` as a slide's spec carries them: hashable, never shown.
+
+    Credentials travel with a dask graph (workers must reach the object too); its ``repr``
+    and ``str`` show only the option names. ``json`` is the options as sorted JSON, what
+    makes two equal.
+    """
+
+    __slots__ = ("json",)
+
+    def __init__(self, options: Mapping[str, Any] | StorageOptions | None = None) -> None:
+        import json
+
+        if isinstance(options, StorageOptions):
+            self.json: str = options.json
+        else:
+            self.json = json.dumps(dict(options or {}), sort_keys=True, default=str)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options, as fsspec takes them."""
+        import json
+
+        return dict(json.loads(self.json))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StorageOptions) and other.json == self.json
+
+    def __hash__(self) -> int:
+        return hash(self.json)
+
+    def __lt__(self, other: StorageOptions) -> bool:  # specs sort their options
+        return self.json < other.json
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (StorageOptions, (self.to_dict(),))
+
+    def __repr__(self) -> str:
+        names = ", ".join(self.to_dict())
+        return f"StorageOptions({names}: ***)" if names else "StorageOptions()"
+
+
+def open_store(
+    location: str | os.PathLike[str], storage_options: StorageOptions | Mapping[str, Any] | None
+) -> ByteStore:
+    """The store of a local path or of a URL."""
+    if is_remote(location):
+        return FsspecStore(str(location), StorageOptions(storage_options).to_dict())
+    return LocalStore(Path(location))
+
+
+class ByteStore(abc.ABC):
+    """The bytes of one slide file, read by range; thread-safe."""
+
+    #: The file's path or its URL with secrets redacted, for messages.
+    location: str
+    #: The file's size in bytes.
+    size: int
+
+    @abc.abstractmethod
+    def read(self, offset: int, count: int) -> bytes:
+        """``count`` bytes from ``offset`` (fewer only where the file ends)."""
+
+    def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The bytes of each ``(offset, count)``, in order."""
+        return [self.read(offset, count) for offset, count in ranges]
+
+    @abc.abstractmethod
+    def open(self) -> BinaryIO:
+        """A new file object over the bytes, for header parsers; the caller closes it."""
+
+    @abc.abstractmethod
+    def stamp(self) -> tuple[Any, ...]:
+        """What changes when the file is replaced or modified (size and mtime, or ETag)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the file descriptor or connections."""
+
+
+class LocalStore(ByteStore):
+    """A local file, read with ``pread`` on one descriptor.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    fd : int, optional
+        A descriptor of the file already open (a TIFF parser's): used, and left open by
+        :meth:`close`, so a slide holds one descriptor. By default the store opens its own.
+    """
+
+    def __init__(self, path: Path, fd: int | None = None) -> None:
+        self.path = path
+        self.location = str(path)
+        self._owned = fd is None
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0)) if fd is None else fd
+        self.size = os.fstat(self._fd).st_size
+
+    def read(self, offset: int, count: int) -> bytes:
+        # docstring inherited
+        return os.pread(self._fd, count, offset)
+
+    def open(self) -> BinaryIO:
+        # docstring inherited: a file object on the store's own descriptor (not closing it),
+        # so a slide holds one descriptor; pread ignores the position the parser moves
+        return os.fdopen(self._fd, "rb", closefd=False)
+
+    def stamp(self) -> tuple[Any, ...]:
+        # docstring inherited
+        stat = os.stat(self.path)
+        return stat.st_size, stat.st_mtime_ns
+
+    def close(self) -> None:
+        # docstring inherited
+        if self._owned and self._fd >= 0:
+            os.close(self._fd)
+        self._fd = -1
+
+
+class FsspecStore(ByteStore):
+    """An object behind an fsspec URL, read in merged, concurrent range requests.
+
+    Parameters
+    ----------
+    url : str
+        ``s3://bucket/key``, ``https://host/path``, or any URL fsspec opens.
+    storage_options : mapping, optional
+        Passed to the fsspec filesystem (credentials, endpoint, ...); never shown.
+    """
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        import fsspec
+
+        self.url = url
+        self.location = redact(url)
+        try:
+            self._fs, self._path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+            info = self._retrying(self._fs.info, self._path)
+        except FileNotFoundError as exc:
+            msg = f"no such object: {self.location}"
+            raise SlideNotFoundError(msg) from exc
+        except WsiArrayError:
+            raise
+        except Exception as exc:
+            what = "cannot be opened"
+            raise self._error(what, exc) from exc
+        self.size = int(info["size"])
+        self._stamp = _object_stamp(info)
+
+    def read(self, offset: int, count: int) -> bytes:
+        # docstring inherited
+        return self.read_ranges([(offset, count)])[0]
+
+    def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        # docstring inherited
+        merged = _merge(ranges)
+        starts = [start for start, _ in merged]
+        ends = [end for _, end in merged]
+        blobs = self._retrying(
+            self._fs.cat_ranges, [self._path] * len(merged), starts, ends, on_error="raise"
+        )
+        out = []
+        for offset, count in ranges:
+            index = _containing(merged, offset)
+            start = offset - merged[index][0]
+            out.append(bytes(blobs[index][start : start + count]))
+        return out
+
+    def open(self) -> BinaryIO:
+        # docstring inherited
+        return self._fs.open(self._path, "rb", block_size=HEADER_BLOCK, cache_type="blockcache")
+
+    def stamp(self) -> tuple[Any, ...]:
+        # docstring inherited
+        return self._stamp
+
+    def current_stamp(self) -> tuple[Any, ...]:
+        """The object's stamp as the server gives it now (one request)."""
+        return _object_stamp(self._retrying(self._fs.info, self._path, refresh=True))
+
+    def _retrying(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """``call(*args)``, retried with backoff on transient failures (5xx, resets, timeouts)."""
+        wait = FIRST_WAIT
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return call(*args, **kwargs)
+            except Exception as exc:
+                reason: BaseException = exc
+                if isinstance(exc, FileNotFoundError):
+                    # fsspec's HTTP filesystem says "not found" for any failed request: only
+                    # one caused by a transient failure is one
+                    cause = exc.__cause__ or exc.__context__
+                    if cause is None or not _transient(cause):
+                        raise
+                    reason = cause
+                if attempt == ATTEMPTS or not _transient(reason):
+                    what = f"failed after {attempt} attempt(s)"
+                    raise self._error(what, exc) from exc
+                time.sleep(wait)
+                wait *= 2
+        raise AssertionError  # pragma: no cover - the loop returns or raises
+
+    def _error(self, what: str, exc: BaseException) -> WsiArrayError:
+        text = redact(f"{type(exc).__name__}: {exc}")
+        return WsiArrayError(f"{self.location}: reading {what} ({text})")
+
+
+def _object_stamp(info: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Size and the object's version: ETag where the server gives one, else its mtime."""
+    version = info.get("ETag") or info.get("etag") or info.get("LastModified") or info.get("mtime")
+    return int(info["size"]), str(version or "")
+
+
+def _merge(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``(start, end)`` spans covering ``ranges``, neighbours within :data:`MERGE_GAP` joined."""
+    spans: list[list[int]] = []
+    for offset, count in sorted(ranges):
+        end = offset + count
+        if spans and offset <= spans[-1][1] + MERGE_GAP:
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([offset, end])
+    return [(start, end) for start, end in spans]
+
+
+def _containing(spans: list[tuple[int, int]], offset: int) -> int:
+    """Index of the span holding ``offset`` (spans are sorted and disjoint)."""
+    low, high = 0, len(spans) - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if spans[middle][0] <= offset:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure worth retrying: a server error (5xx), a dropped or timed-out connection."""
+    status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status >= 500 or status == 429
+    response = getattr(exc, "response", None)
+    code = getattr(response, "status_code", None) or (
+        response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    )
+    if isinstance(code, int) or (isinstance(code, str) and code.isdigit()):
+        return int(code) >= 500 or int(code) == 429
+    if isinstance(code, str):
+        return code in {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"}
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(
+        word in text
+        for word in ("timeout", "reset", "disconnect", "payload", "incomplete", "closed", "503")
+    )
