@@ -126,3 +126,15 @@ def test_s3_without_credentials_is_a_clear_error(s3_server, real_slide) -> None:
     endpoint = s3_server.storage_options["client_kwargs"]
     with pytest.raises(wa.WsiArrayError, match="slides-private"):
         wa.open(url, storage_options={"anon": True, "client_kwargs": endpoint})
+
+
+def test_a_replaced_object_is_noticed_when_reopened(served, real_slide) -> None:
+    url = f"{served.url}/CMU-1-Small-Region.svs"
+    slide = wa.open(url)
+    slide.read(0, 0, 64, 64)
+    assert slide._spec.stamp != (0, 0)  # the object's size and ETag
+    target = Path(served.directory) / "CMU-1-Small-Region.svs"
+    target.write_bytes(real_slide(NDPI).read_bytes())  # replaced on the server
+    source_cache.clear()  # a worker, or a process that evicted it, opens it again
+    with pytest.raises(wa.SlideChangedError, match="ETag"):
+        slide.read(0, 0, 64, 64)

@@ -155,6 +155,11 @@ class SlideSource(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release file handles."""
 
+    def stamp(self) -> tuple[Any, ...] | None:
+        """The version of an object read from a URL (size and ETag), or None: a local file's
+        is its size and mtime, which :class:`~wsiarray.sources.SourceSpec` reads itself."""
+        return None
+
     def read(
         self, level: int, rows: slice, cols: slice, /, plane: tuple[int, ...] = ()
     ) -> np.ndarray:

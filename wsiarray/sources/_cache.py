@@ -22,6 +22,7 @@ from wsiarray.errors import SlideChangedError
 from wsiarray.sources._base import SlideMetadata, SlideSource
 from wsiarray.sources._registry import open_source
 from wsiarray.sources._spec import SourceSpec
+from wsiarray.sources._store import redact
 
 __all__ = ["CACHE_SIZE", "SourceCache", "source_cache"]
 
@@ -85,7 +86,7 @@ class SourceCache:
             What the opener (:func:`~wsiarray.sources.open_source`) raises.
         """
         source = self._opener(path, reader=reader, options=options)
-        spec = SourceSpec.create(source.path, source.name, source.options)
+        spec = SourceSpec.create(source.path, source.name, source.options, source.stamp())
         entry = self._keep(spec, source)
         self._release(entry)
         return spec, entry.source.metadata
@@ -136,6 +137,13 @@ class SourceCache:
                 entry.users += 1
                 return entry
         source = self._opener(spec.path, reader=spec.reader, options=dict(spec.options))
+        if source.stamp() not in (None, spec.stamp):
+            source.close()
+            msg = (
+                f"{redact(spec.path)} has changed since it was opened: the object's size or "
+                "ETag differs. Open it again with wsiarray.open to read the new object."
+            )
+            raise SlideChangedError(msg)
         return self._keep(spec, source)
 
     def _keep(self, spec: SourceSpec, source: SlideSource) -> _Entry:

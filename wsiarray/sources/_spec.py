@@ -33,22 +33,29 @@ class SourceSpec:
     The cache checks the stamp at every use (one ``stat``), so a file modified in place
     under an open source is refused rather than read at its old offsets.
 
-    A URL (an object in storage, a DICOMweb series) is kept as given, with the stamp
-    ``(0, 0)``, and never counts as changed: checking would cost a request per read.
+    A URL (an object in storage, a DICOMweb series) is kept as given, with the object's
+    version (size and ETag) as the stamp where the reader knows it, else ``(0, 0)``. It is
+    not checked at every use (that would cost a request per read) but when a process opens
+    the object again (:class:`~wsiarray.sources.SourceCache`).
     """
 
     path: str
     reader: str
     options: tuple[tuple[str, Any], ...] = ()
-    stamp: tuple[int, int] = (0, 0)
+    stamp: tuple[Any, ...] = (0, 0)
 
     @classmethod
     def create(
-        cls, path: str | os.PathLike[str], reader: str, options: Mapping[str, Any]
+        cls,
+        path: str | os.PathLike[str],
+        reader: str,
+        options: Mapping[str, Any],
+        stamp: tuple[Any, ...] | None = None,
     ) -> SourceSpec:
-        """Build a spec for an existing file, with its current size and mtime as ``stamp``."""
+        """Build a spec for an existing file, with its current size and mtime as ``stamp``
+        (for a URL: ``stamp``, the object's version as its source read it, if any)."""
         if is_url(path):
-            return cls(str(path), reader, tuple(sorted(options.items())))
+            return cls(str(path), reader, tuple(sorted(options.items())), stamp or (0, 0))
         resolved = Path(path).resolve()
         return cls(str(resolved), reader, tuple(sorted(options.items())), _stamp(resolved))
 

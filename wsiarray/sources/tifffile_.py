@@ -444,6 +444,10 @@ class TifffileSource(SlideSource):
         self._tif.close()
         self._store.close()
 
+    @override
+    def stamp(self) -> tuple[Any, ...] | None:
+        return self._store.stamp() if is_remote(self.path) else None
+
 
 def _check_ifd_chain(fh: BinaryIO, size: int, path: str) -> None:
     """Walk the chain of image directories, refusing a cut-off file and a 0-pixel image.
