@@ -25,7 +25,7 @@ LAYERS = [
     {"tree"},  # xarray objects
     {"slide", "_display"},
     {"api", "tiling", "export", "tissue"},  # built on the public Slide
-    {"backend", "compat", "cli", "datasets", "synthetic", "__init__", "__main__"},
+    {"backend", "compat", "cli", "cohort", "datasets", "synthetic", "__init__", "__main__"},
 ]
 
 

@@ -31,6 +31,7 @@ from wsiarray.errors import (
 from wsiarray.slide import Slide
 
 if TYPE_CHECKING:
+    from wsiarray.cohort import map_tiles, open_cohort
     from wsiarray.export import write_ome_zarr
     from wsiarray.tiling import Tile, TileGrid
     from wsiarray.tissue import tissue_mask
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 _LAZY = {
     "Tile": "wsiarray.tiling",
     "TileGrid": "wsiarray.tiling",
+    "map_tiles": "wsiarray.cohort",
+    "open_cohort": "wsiarray.cohort",
     "tissue_mask": "wsiarray.tissue",
     "write_ome_zarr": "wsiarray.export",
 }
@@ -65,7 +68,9 @@ __all__ = [
     "WsiArrayError",
     "__version__",
     "datasets",
+    "map_tiles",
     "open",
+    "open_cohort",
     "open_datatree",
     "tissue_mask",
     "write_ome_zarr",
