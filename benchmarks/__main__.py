@@ -7,6 +7,7 @@ that slows down or speeds up during the run moves every case alike and the ratio
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -15,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import remote
 from benchmarks.run_case import CASES
 
 RESULTS = Path(__file__).parent / "results"
@@ -66,14 +68,14 @@ def bench_slide(size: tuple[int, int]) -> Path:
     return path
 
 
-def run_case(name: str, slide: Path) -> dict[str, float]:
+def run_case(name: str, slide: Path, env: dict[str, str] | None = None) -> dict[str, float]:
     started = time.perf_counter()
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks.run_case", name, str(slide)],
         capture_output=True,
         text=True,
         check=False,
-        env=os.environ | {"PYTHONWARNINGS": "ignore"},
+        env=os.environ | {"PYTHONWARNINGS": "ignore"} | (env or {}),
     )
     wall = time.perf_counter() - started
     if completed.returncode:
@@ -99,7 +101,12 @@ def summarise(name: str, runs: list[dict[str, float]]) -> dict[str, object]:
         "unit": f"{unit}/s" if unit != "first read" else "ms",
         "ms": seconds * 1000,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in good),
-        **({"p95_ms": statistics.median(r["p95_ms"] for r in good)} if "p95_ms" in good[0] else {}),
+        # what a case reports besides its work (p95 latency, a remote case's open and requests)
+        **{
+            key: statistics.median(r[key] for r in good)
+            for key in good[0]
+            if key not in ("work", "unit", "seconds", "peak_rss_mb")
+        },
         "runs": len(good),
     }
 
@@ -144,6 +151,8 @@ def report(rows: list[dict[str, object]], slide: Path, repeat: int) -> str:
         lines.append(
             f"| first read in a fresh process | {first['ms']:.0f} ms | <= 250 ms | {'yes' if first['ms'] <= 250 else 'NO'} |"
         )
+    if any(str(r["case"]).startswith("remote") for r in rows):
+        lines += ["", *remote.report(by_name, repeat)]
     return "\n".join(lines)
 
 
@@ -165,10 +174,21 @@ def main() -> None:
     slide = bench_slide(QUICK if args.quick else FULL)
     names = [n for n in CASES if not args.only or any(part in n for part in args.only)]
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-    for round_ in range(args.repeat):
-        for name in names:
-            runs[name].append(run_case(name, slide))
-            print(f"[{round_ + 1}/{args.repeat}] {name}: {json.dumps(runs[name][-1])}", flush=True)
+    # remote cases read the quick slide (both modes) from servers started here, once
+    servers = (
+        remote.RemoteServers(bench_slide(QUICK), quick=args.quick)
+        if any(n.startswith("remote") for n in names)
+        else contextlib.nullcontext()
+    )
+    with servers:
+        env = servers.environment() if isinstance(servers, remote.RemoteServers) else {}
+        for round_ in range(args.repeat):
+            for name in names:
+                runs[name].append(run_case(name, slide, env))
+                print(
+                    f"[{round_ + 1}/{args.repeat}] {name}: {json.dumps(runs[name][-1])}",
+                    flush=True,
+                )
     rows = [summarise(name, runs[name]) for name in names]
     text = report(rows, slide, args.repeat)
     RESULTS.mkdir(exist_ok=True)
