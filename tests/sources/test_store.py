@@ -70,7 +70,8 @@ def test_http_slide_equals_the_local_file(served, real_slide, name: str) -> None
         for (h, w), info in zip(local.level_shapes, local.metadata.levels, strict=True)
     )
     assert served.request_count < tiles / 4, (served.request_count, tiles)
-    assert opened <= 8, served.requests
+    # a HEAD, the first 512 bytes (which reader?), one 4 MB block of directories
+    assert opened <= 3, served.requests
 
 
 def test_transient_failures_are_retried(served, real_slide) -> None:

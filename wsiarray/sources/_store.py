@@ -12,8 +12,10 @@ in large blocks, so the directories at the start of a slide cost a few round tri
 from __future__ import annotations
 
 import abc
+import io
 import os
 import re
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -195,9 +197,11 @@ class FsspecStore(ByteStore):
 
         self.url = url
         self.location = redact(url)
+        key = (url, StorageOptions(storage_options).json)
         try:
             self._fs, self._path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
-            info = self._retrying(self._fs.info, self._path)
+            handed = _RECENT.get(key)
+            info = handed or self._retrying(self._fs.info, self._path)
         except FileNotFoundError as exc:
             msg = f"no such object: {self.location}"
             raise SlideNotFoundError(msg) from exc
@@ -208,6 +212,8 @@ class FsspecStore(ByteStore):
             raise self._error(what, exc) from exc
         self.size = int(info["size"])
         self._stamp = _object_stamp(info)
+        if handed is None:
+            _RECENT.put(key, info)
 
     def read(self, offset: int, count: int) -> bytes:
         # docstring inherited
@@ -230,7 +236,7 @@ class FsspecStore(ByteStore):
 
     def open(self) -> BinaryIO:
         # docstring inherited
-        return self._fs.open(self._path, "rb", block_size=HEADER_BLOCK, cache_type="blockcache")
+        return io.BufferedReader(_BlockFile(self, HEADER_BLOCK), buffer_size=64 * 1024)
 
     def stamp(self) -> tuple[Any, ...]:
         # docstring inherited
@@ -265,6 +271,74 @@ class FsspecStore(ByteStore):
     def _error(self, what: str, exc: BaseException) -> WsiArrayError:
         text = redact(f"{type(exc).__name__}: {exc}")
         return WsiArrayError(f"{self.location}: reading {what} ({text})")
+
+
+class _RecentInfo:
+    """Objects' info (size, ETag) handed from one store to the next that opens the same
+    object within a few seconds, once: the registry's look at a URL's first bytes and the
+    reader that then opens it would each ask for it (one HEAD each). Taken once, so a later
+    open (after the object may have changed) asks the server again."""
+
+    def __init__(self, seconds: float = 5.0, size: int = 64) -> None:
+        self.seconds, self.size = seconds, size
+        self._items: dict[tuple[str, str], tuple[float, Mapping[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> Mapping[str, Any] | None:
+        with self._lock:
+            item = self._items.pop(key, None)
+        if item is None or time.monotonic() - item[0] > self.seconds:
+            return None
+        return item[1]
+
+    def put(self, key: tuple[str, str], info: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic(), info)
+            while len(self._items) > self.size:
+                self._items.pop(next(iter(self._items)))
+
+
+_RECENT = _RecentInfo()
+
+
+class _BlockFile(io.RawIOBase):
+    """A read-only file over a store, fetched in blocks (kept: a slide's directories sit in
+    a few of them) through the store's retrying reads."""
+
+    def __init__(self, store: ByteStore, block: int) -> None:
+        super().__init__()
+        self._store, self._block, self._position = store, block, 0
+        self._blocks: dict[int, bytes] = {}
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._store.size}
+        self._position = max(0, base[whence] + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        done = 0
+        while done < len(view) and self._position < self._store.size:
+            index, start = divmod(self._position, self._block)
+            block = self._blocks.get(index)
+            if block is None:
+                block = self._blocks[index] = self._store.read(index * self._block, self._block)
+            piece = block[start : start + len(view) - done]
+            if not piece:
+                break
+            view[done : done + len(piece)] = piece
+            done += len(piece)
+            self._position += len(piece)
+        return done
 
 
 def _object_stamp(info: Mapping[str, Any]) -> tuple[Any, ...]:
