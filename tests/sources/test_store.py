@@ -139,3 +139,23 @@ def test_a_replaced_object_is_noticed_when_reopened(served, real_slide) -> None:
     source_cache.clear()  # a worker, or a process that evicted it, opens it again
     with pytest.raises(wa.SlideChangedError, match="ETag"):
         slide.read(0, 0, 64, 64)
+
+
+def test_an_ome_zarr_store_in_s3_equals_the_local_one(s3_server, sample_svs, tmp_path) -> None:
+    local = wa.write_ome_zarr(wa.open(sample_svs), tmp_path / "sample.zarr")
+    s3_server.create_bucket("zarr-stores")
+    files = {
+        f"sample.zarr/{file.relative_to(local).as_posix()}": file
+        for file in local.rglob("*")
+        if file.is_file()
+    }
+    s3_server.upload("zarr-stores", files)
+    url = "s3://zarr-stores/sample.zarr"
+    remote = wa.open(url, storage_options=s3_server.storage_options)
+    here = wa.open(local)
+    assert remote.metadata.reader == "zarr"
+    assert remote.level_shapes == here.level_shapes
+    assert (remote.mm_x, remote.magnification) == (here.mm_x, here.magnification)
+    for level in range(remote.level_count):
+        np.testing.assert_array_equal(remote.image(level).values, here.image(level).values)
+    assert s3_server.storage_options["secret"] not in repr(remote._spec)

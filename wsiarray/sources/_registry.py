@@ -41,6 +41,8 @@ BUILTIN_READERS = {
     "zarr": "wsiarray.sources.zarr_:OmeZarrSource",
 }
 HEADER_BYTES = 512
+#: A URL ending so names a zarr store: a prefix of keys, with no bytes of its own to sniff.
+ZARR_SUFFIX = ".zarr"
 
 
 def available_readers() -> dict[str, str]:
@@ -195,6 +197,8 @@ def _open_url(url: str, reader: str, options: dict[str, Any]) -> SlideSource:
         return _try_open(_reader_class("dicom" if reader == "auto" else reader), url, options)
     if reader != "auto":
         return _try_open(_reader_class(reader), url, options)
+    if urlsplit(url).path.rstrip("/").endswith(ZARR_SUFFIX):  # a prefix, not an object
+        return _try_open(_reader_class("zarr"), url, options)
     store = FsspecStore(url, StorageOptions(options.get("storage_options")).to_dict())
     try:
         header = store.read(0, HEADER_BYTES)

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, override
 import numpy as np
 
 from wsiarray import ngff
-from wsiarray.errors import UnsupportedFormatError
+from wsiarray.errors import SlideNotFoundError, UnsupportedFormatError
 from wsiarray.sources import _vendor
 from wsiarray.sources._base import AssociatedInfo, LevelInfo, SlideMetadata, SlideSource
+from wsiarray.sources._store import StorageOptions, is_remote, redact
 
 if TYPE_CHECKING:
     import zarr
@@ -36,26 +37,52 @@ class OmeZarrSource(SlideSource):
 
     Parameters
     ----------
-    path : Path
-        The store's root directory (holding ``zarr.json``, or ``.zattrs`` for zarr v2).
+    path : Path or str
+        The store's root directory (holding ``zarr.json``, or ``.zattrs`` for zarr v2), or
+        its URL (``s3://bucket/slide.zarr``, any fsspec protocol).
+    storage_options : mapping, optional
+        For a URL: the fsspec filesystem's options.
     """
 
     name: ClassVar[str] = "zarr"
+    remote: ClassVar[bool] = True
 
     @classmethod
     @override
     def claims(cls, path: Path, header: bytes, /) -> bool:
         return ngff.root_metadata(path) is not None
 
-    def __init__(self, path: Path, /, **options: Any) -> None:
-        super().__init__(path, **options)
+    def __init__(
+        self,
+        path: Path | str,
+        /,
+        *,
+        storage_options: StorageOptions | Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        remote = is_remote(path)
+        if remote:
+            options["storage_options"] = StorageOptions(storage_options)
+        super().__init__(path, **options)  # type: ignore[arg-type]
         import zarr
 
         ngff.register_jpeg_codec()
+        where = redact(str(path))
         try:
-            group = zarr.open_group(str(path), mode="r")
+            if remote:  # zarr reads the chunks by key, concurrently, through fsspec
+                store = zarr.storage.FsspecStore.from_url(
+                    str(path),
+                    storage_options=StorageOptions(storage_options).to_dict(),
+                    read_only=True,
+                )
+                group = zarr.open_group(store=store, mode="r")
+            else:
+                group = zarr.open_group(str(path), mode="r")
+        except FileNotFoundError as exc:
+            msg = f"{where}: no zarr group there"
+            raise SlideNotFoundError(msg) from exc
         except (OSError, ValueError, json.JSONDecodeError) as exc:
-            msg = f"{path}: zarr cannot open it as a group: {exc}"
+            msg = f"{where}: zarr cannot open it as a group: {redact(str(exc))}"
             raise UnsupportedFormatError(msg) from exc
         attrs = group.attrs.asdict()
         ome = attrs.get("ome", attrs)
@@ -68,7 +95,7 @@ class OmeZarrSource(SlideSource):
             )
             raise UnsupportedFormatError(msg)
         extra = ngff.SlideAttrs.from_json(attrs.get(ngff.WSIARRAY_KEY))
-        self._levels = _Image.load(group, multiscales[0], str(path))
+        self._levels = _Image.load(group, multiscales[0], where)
         self._associated = self._associated_images(group, extra.associated if extra else ())
         version = str(ome.get("version") or multiscales[0].get("version") or "")
         self.metadata = self._metadata(self._levels, ome, extra, version)
