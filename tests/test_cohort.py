@@ -84,3 +84,11 @@ def test_map_tiles_keeps_only_tissue_tiles(cohort_files, tmp_path: Path) -> None
     slide = wa.open(cohort_files[0])
     grid = wa.TileGrid(slide, 256, mask=wa.tissue_mask(slide))
     assert status.loc["cmu", "tiles"] == int(grid.keep.sum()) < grid.keep.size
+
+
+def test_tissue_on_a_slide_without_a_pixel_size(real_slide, tmp_path: Path) -> None:
+    # TCGA's JPEG 2000 SVS records no pixel size: its mask comes from its smallest level
+    table = wa.open_cohort([real_slide("aperio/tcga-cr-7395-01a-01-ts1.svs")])
+    status = wa.map_tiles(table, _mean, tmp_path / "out", size=512, tissue=True, progress=False)
+    assert status["status"].tolist() == ["written"], status["error"].tolist()
+    assert status["tiles"].item() > 0

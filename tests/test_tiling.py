@@ -184,3 +184,20 @@ def test_bad_ragged_and_empty_grids_are_refused(real_slide) -> None:
             offset=(5000, 0),
             region={"left": 0, "top": 0, "width": 1000, "height": 1000},
         )
+
+
+def test_a_grid_with_no_kept_tile_samples_a_full_background_tile(sample_svs) -> None:
+    # the function runs once on a background tile to learn the result's length; it must be
+    # a full-size tile, not an empty array
+    slide = wa.open(sample_svs)
+    mask = wa.tissue_mask(slide)
+    grid = wa.TileGrid(slide, 128, mask=mask.where(False, False).astype(bool))
+    shapes = []
+
+    def record(tile):
+        shapes.append(tile.shape)
+        return tile.reshape(-1, tile.shape[-1]).mean(axis=0)
+
+    result = grid.map(record)
+    assert shapes == [(128, 128, 3)]
+    assert np.isnan(result.values).all()

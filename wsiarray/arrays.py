@@ -237,7 +237,7 @@ class TileMapArray:
     def _background_tile(self) -> np.ndarray:
         """A full-size tile of the background colour."""
         empty = np.empty((0, 0, len(self.background)), self.image.dtype)
-        return self._padded(empty, (0, self.size[0]), (0, self.size[1]))
+        return self._padded(empty, (0, 0), (0, 0))  # nothing placed: all background
 
     def _pad(self, tile: np.ndarray, row: int, col: int) -> np.ndarray:
         """The tile in its full-size window, the rest filled with the background colour."""

@@ -279,7 +279,12 @@ def _slide_part(
 
     try:
         slide = open_slide(path, storage_options=storage_options)
-        mask = tissue_mask(slide) if tissue else None
+        # a slide without a pixel size gets its mask from its smallest level
+        mask = (
+            (tissue_mask(slide, mpp=None) if slide.mm_x is None else tissue_mask(slide))
+            if tissue
+            else None
+        )
         resolution = {k: v for k, v in grid.items() if k != "size" and v is not None}
         tiles = TileGrid(slide, grid["size"], mask=mask, min_tissue=min_tissue, **resolution)
         with dask.config.set(scheduler="sync"):  # the slides run in parallel, not their tiles
