@@ -1,5 +1,8 @@
 """``python -m benchmarks [--quick] [--repeat N] [--only SUBSTRING ...]``: run, compare, report.
 
+``--only cohort_scale`` runs the 1,000-slide cohort from S3 instead (100 slides with
+``--quick``; ``benchmarks/cohort_scale.py``, never part of a run without ``--only``).
+
 Runs are interleaved (every selected case once, then again, ``--repeat`` times), so a machine
 that slows down or speeds up during the run moves every case alike and the ratios stay fair.
 """
@@ -16,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import remote
+from benchmarks import cohort_scale, remote
 from benchmarks.run_case import CASES
 
 RESULTS = Path(__file__).parent / "results"
@@ -171,6 +174,11 @@ def main() -> None:
         help="run the cases whose name contains this (repeatable); results go to *-only.md",
     )
     args = parser.parse_args()
+    if "cohort_scale" in args.only:  # the 1,000-slide scale run: only when asked by name
+        cohort_scale.main(["--slides", "100" if args.quick else "1000"])
+        args.only.remove("cohort_scale")
+        if not args.only:
+            return
     slide = bench_slide(QUICK if args.quick else FULL)
     names = [n for n in CASES if not args.only or any(part in n for part in args.only)]
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
