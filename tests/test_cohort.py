@@ -92,3 +92,13 @@ def test_tissue_on_a_slide_without_a_pixel_size(real_slide, tmp_path: Path) -> N
     status = wa.map_tiles(table, _mean, tmp_path / "out", size=512, tissue=True, progress=False)
     assert status["status"].tolist() == ["written"], status["error"].tolist()
     assert status["tiles"].item() > 0
+
+
+def test_a_cohort_in_s3_keeps_its_storage_options(s3_server, real_slide, tmp_path: Path) -> None:
+    s3_server.create_bucket("cohort-options")
+    urls = s3_server.upload("cohort-options", [real_slide(CMU)])
+    table = wa.open_cohort(urls, storage_options=s3_server.storage_options)
+    assert table["error"].tolist() == [""]
+    assert s3_server.storage_options["secret"] not in repr(table.attrs)
+    status = wa.map_tiles(table, _mean, tmp_path / "s3", size=512, progress=False)  # no options
+    assert status["status"].tolist() == ["written"], status["error"].tolist()

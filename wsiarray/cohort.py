@@ -23,7 +23,7 @@ import numpy as np
 
 from wsiarray.api import open as open_slide
 from wsiarray.errors import OptionError, WsiArrayError
-from wsiarray.sources import redact
+from wsiarray.sources import StorageOptions, redact
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -123,8 +123,10 @@ def open_cohort(
     table = pd.DataFrame([{"id": i, **row} for i, row in zip(ids, rows, strict=True)])
     table = table.reindex(columns=list(COHORT_COLUMNS))
     table["error"] = table["error"].fillna("")
-    # the paths as given (a signed URL's secret included) for map_tiles, out of sight
+    # the paths as given (a signed URL's secret included) and the storage options, for
+    # map_tiles, out of sight
     table.attrs["sources"] = dict(zip(ids, paths, strict=True))
+    table.attrs["storage_options"] = StorageOptions(storage_options)
     return table
 
 
@@ -180,7 +182,8 @@ def map_tiles(
     min_tissue : float
         See ``tissue``.
     storage_options : mapping, optional
-        For URLs (see :func:`wsiarray.open`).
+        For URLs (see :func:`wsiarray.open`); by default those :func:`open_cohort` was
+        given.
     resume : bool
         Skip slides whose part is already complete (default); ``False`` recomputes them.
     progress : bool
@@ -202,6 +205,8 @@ def map_tiles(
 
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
+    if storage_options is None and "storage_options" in cohort.attrs:
+        storage_options = StorageOptions(cohort.attrs["storage_options"]).to_dict()
     tasks, rows = [], []
     for record in cohort.to_dict("records"):
         part = folder / f"{record['id']}.parquet"
