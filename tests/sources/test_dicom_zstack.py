@@ -399,3 +399,19 @@ def test_equals_wsidicoms_read_region(name, stacks) -> None:
                 theirs = _wsidicom_plane(wsi, level.level, shape, z).astype(np.int64)
                 ours = slide.at_plane(z=k).read(0, 0, shape[1], shape[0], level=index)
                 np.testing.assert_array_equal(ours.astype(np.int64), theirs)
+
+
+def test_planes_read_at_once_from_many_threads_stay_apart(stacks) -> None:
+    """wsidicom 0.36, asked for two focal planes of one instance at once, now and then gave
+    one the other's frames (24 of 150 whole-stack reads on 8 threads, before the reader
+    made its calls one at a time)."""
+    import dask
+
+    from wsiarray.sources import source_cache
+
+    stack = stacks["grey"]
+    for _ in range(30):
+        source_cache.clear()
+        with dask.config.set(scheduler="threads", num_workers=8):
+            values = wa.open(stack.folder).tree["level0"].image.values
+        np.testing.assert_array_equal(values, stack.levels[0])

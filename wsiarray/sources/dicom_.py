@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,6 +232,7 @@ class DicomSource(SlideSource):
         extra = {"credentials": credentials} if credentials is not None else {}
         super().__init__(path, pyramid=pyramid, z=z, **extra, **options)  # type: ignore[arg-type]
         self._label = label
+        self._read_lock = threading.Lock()
         if isinstance(path, str):
             self._wsi = _open_web(wsidicom, path, credentials)
         else:
@@ -466,16 +468,20 @@ class DicomSource(SlideSource):
         for path in self._paths:
             try:
                 # the level's own scale (``Level.level``, wsidicom's log2 of the downsample)
-                # reads that level's tiles stitched, never scaled from another level
-                pixels = self._wsi.read_region(
-                    (x0, y0),
-                    wsi_level.level,
-                    (x1 - x0, y1 - y0),
-                    z=z,
-                    path=path,
-                    pyramid=self._pyramid,
-                    as_array=True,
-                )
+                # reads that level's tiles stitched, never scaled from another level. One
+                # call at a time: concurrent calls for two focal planes of one instance
+                # returned the other plane's frames now and then (2 of 25 tiles, in full
+                # test runs); each call decodes its tiles on wsidicom's own threads
+                with self._read_lock:
+                    pixels = self._wsi.read_region(
+                        (x0, y0),
+                        wsi_level.level,
+                        (x1 - x0, y1 - y0),
+                        z=z,
+                        path=path,
+                        pyramid=self._pyramid,
+                        as_array=True,
+                    )
             except Exception as exc:
                 files = _files_of(wsi_level) or self._label
                 msg = (
