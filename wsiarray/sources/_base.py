@@ -12,7 +12,14 @@ import numpy as np
 
 from wsiarray.geometry import Resolution
 
-__all__ = ["AssociatedInfo", "LevelInfo", "PlaneAxis", "SlideMetadata", "SlideSource"]
+__all__ = [
+    "AssociatedInfo",
+    "LevelInfo",
+    "PlaneAxis",
+    "SlideMetadata",
+    "SlideSource",
+    "WrappedSource",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,3 +193,45 @@ class SlideSource(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
+
+
+class WrappedSource(SlideSource):
+    """A reader's source shown through another: its pixels changed block by block (turned
+    upright, converted to sRGB), everything else its own.
+
+    Subclasses set :attr:`metadata` and implement :meth:`read_block`; the reader's name,
+    associated images, version stamp and files are the wrapped source's.
+
+    Parameters
+    ----------
+    stored : SlideSource
+        The source wrapped, closed with this one.
+    **options
+        Options beyond the wrapped source's that reopening the slide needs (they go into
+        the spec a dask graph carries).
+    """
+
+    def __init__(self, stored: SlideSource, **options: Any) -> None:
+        super().__init__(stored.path, **stored.options, **options)
+        self.stored = stored
+        self.name = stored.name  # type: ignore[misc]
+
+    @classmethod
+    def claims(cls, path: Path, header: bytes, /) -> bool:
+        # docstring inherited: never picked for a file, only wrapped around a reader's source
+        return False
+
+    def read_associated(self, name: str, /) -> np.ndarray:
+        # docstring inherited: associated images stay as stored
+        return self.stored.read_associated(name)
+
+    def close(self) -> None:
+        # docstring inherited
+        self.stored.close()
+
+    def stamp(self) -> tuple[Any, ...] | None:
+        # docstring inherited
+        return self.stored.stamp()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.stored!r})"

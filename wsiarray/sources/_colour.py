@@ -13,13 +13,12 @@ from __future__ import annotations
 import dataclasses
 import io
 import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from wsiarray.errors import OptionError, UnsupportedFormatError
-from wsiarray.sources._base import SlideSource
+from wsiarray.sources._base import SlideSource, WrappedSource
 
 __all__ = ["SrgbSource", "in_srgb"]
 
@@ -40,7 +39,7 @@ def in_srgb(source: SlideSource) -> SlideSource:
     return SrgbSource(source)
 
 
-class SrgbSource(SlideSource):
+class SrgbSource(WrappedSource):
     """A source whose RGB blocks are converted from its ICC profile to sRGB (alpha kept).
 
     Parameters
@@ -53,9 +52,7 @@ class SrgbSource(SlideSource):
         from PIL import ImageCms
 
         # to_srgb among the options: the spec a dask graph carries reopens it converted
-        super().__init__(stored.path, **stored.options, to_srgb=True)
-        self.stored = stored
-        self.name = stored.name  # type: ignore[misc]
+        super().__init__(stored, to_srgb=True)
         try:
             self._profile = ImageCms.ImageCmsProfile(io.BytesIO(stored.metadata.icc_profile))
         except (OSError, ImageCms.PyCMSError) as exc:
@@ -83,11 +80,6 @@ class SrgbSource(SlideSource):
             self._local.transform = transform
         return transform
 
-    @classmethod
-    def claims(cls, path: Path, header: bytes, /) -> bool:
-        # docstring inherited: never picked for a file, only wrapped around a reader's source
-        return False
-
     def read_block(
         self, level: int, y0: int, y1: int, x0: int, x1: int, /, plane: tuple[int, ...] = ()
     ) -> np.ndarray:
@@ -100,14 +92,3 @@ class SrgbSource(SlideSource):
         if block.shape[2] == 3:
             return converted
         return np.concatenate([converted, block[..., 3:]], axis=2)
-
-    def read_associated(self, name: str, /) -> np.ndarray:
-        # docstring inherited: associated images stay as stored
-        return self.stored.read_associated(name)
-
-    def close(self) -> None:
-        # docstring inherited
-        self.stored.close()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.stored!r})"

@@ -15,11 +15,10 @@ the label and macro pages of the files seen so far carry none.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 
-from wsiarray.sources._base import LevelInfo, SlideSource
+from wsiarray.sources._base import LevelInfo, SlideSource, WrappedSource
 
 __all__ = ["ORIENTATIONS", "UprightSource", "upright"]
 
@@ -44,7 +43,7 @@ def upright(source: SlideSource) -> SlideSource:
     return UprightSource(source)
 
 
-class UprightSource(SlideSource):
+class UprightSource(WrappedSource):
     """A source seen upright: windows of the shown image mapped onto the stored pixels.
 
     Parameters
@@ -54,9 +53,7 @@ class UprightSource(SlideSource):
     """
 
     def __init__(self, stored: SlideSource) -> None:
-        super().__init__(stored.path, **stored.options)
-        self.stored = stored
-        self.name = stored.name  # type: ignore[misc]
+        super().__init__(stored)
         meta = stored.metadata
         self.transpose, self.flip_y, self.flip_x = ORIENTATIONS[meta.orientation]
         if self.transpose:
@@ -77,11 +74,6 @@ class UprightSource(SlideSource):
         )
         return LevelInfo(shape, tile, offset)  # type: ignore[arg-type]
 
-    @classmethod
-    def claims(cls, path: Path, header: bytes, /) -> bool:
-        # docstring inherited: never picked for a file, only wrapped around a reader's source
-        return False
-
     def read_block(
         self, level: int, y0: int, y1: int, x0: int, x1: int, /, plane: tuple[int, ...] = ()
     ) -> np.ndarray:
@@ -96,14 +88,3 @@ class UprightSource(SlideSource):
         else:
             block = self.stored.read(level, slice(y0, y1), slice(x0, x1), plane)
         return block[:: -1 if self.flip_y else 1, :: -1 if self.flip_x else 1]
-
-    def read_associated(self, name: str, /) -> np.ndarray:
-        # docstring inherited
-        return self.stored.read_associated(name)
-
-    def close(self) -> None:
-        # docstring inherited
-        self.stored.close()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.stored!r})"

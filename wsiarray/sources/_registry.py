@@ -166,21 +166,37 @@ def _open_with(reader: str, file: Path, header: bytes, options: dict[str, Any]) 
     """The source of the named reader, or of the first reader that opens the file."""
     if reader != "auto":
         return _try_open(_reader_class(reader), file, options)
+    return _first_reader(
+        file,
+        file,
+        header,
+        options,
+        f"{file} is not a slide any reader can open (first bytes {header[:8]!r})",
+    )
+
+
+def _first_reader(
+    location: Path | str, named: Path, header: bytes, options: dict[str, Any], failure: str
+) -> SlideSource:
+    """The source of the first reader that recognises ``header`` and opens ``location``; a
+    URL is offered only to readers that read from storage. ``named`` is what readers'
+    ``claims`` see of the location; ``failure`` heads the message listing every answer."""
+    remote = isinstance(location, str)
     answers = []
     for name, target in _reader_targets():
         cls = _reader_class(name, target)
-        if not cls.claims(file, header):
+        if remote and not cls.remote:
+            answers.append(f"{name}: reads local files only")
+        elif not cls.claims(named, header):
             answers.append(f"{name}: does not recognise the content")
-            continue
-        try:
-            return _try_open(cls, file, options)
-        except TruncatedFileError:
-            raise
-        except UnsupportedFormatError as exc:
-            answers.append(f"{name}: {exc}")
-    msg = f"{file} is not a slide any reader can open (first bytes {header[:8]!r}). " + "; ".join(
-        answers
-    )
+        else:
+            try:
+                return _try_open(cls, location, options)
+            except TruncatedFileError:
+                raise
+            except UnsupportedFormatError as exc:
+                answers.append(f"{name}: {exc}")
+    msg = f"{failure}. " + "; ".join(answers)
     raise UnsupportedFormatError(msg)
 
 
@@ -204,24 +220,13 @@ def _open_url(url: str, reader: str, options: dict[str, Any]) -> SlideSource:
         header = store.read(0, HEADER_BYTES)
     finally:
         store.close()
-    name_only = PurePosixPath(urlsplit(url).path)
-    answers = []
-    for name, target in _reader_targets():
-        cls = _reader_class(name, target)
-        if not getattr(cls, "remote", False):
-            answers.append(f"{name}: reads local files only")
-            continue
-        if not cls.claims(name_only, header):
-            answers.append(f"{name}: does not recognise the content")
-            continue
-        try:
-            return _try_open(cls, url, options)
-        except TruncatedFileError:
-            raise
-        except UnsupportedFormatError as exc:
-            answers.append(f"{name}: {exc}")
-    msg = f"{redact(url)} is not a slide any reader can open from storage: " + "; ".join(answers)
-    raise UnsupportedFormatError(msg)
+    return _first_reader(
+        url,
+        PurePosixPath(urlsplit(url).path),
+        header,
+        options,
+        f"{redact(url)} is not a slide any reader can open from storage",
+    )
 
 
 def _try_open(cls: type[SlideSource], path: Path | str, options: dict[str, Any]) -> SlideSource:
