@@ -117,22 +117,129 @@ def orthanc_config(directory: Path, port: int, plugin: Path) -> dict[str, Any]:
     }
 
 
-class OrthancServer:
+class ServerProcess:
+    """A test server run as a subprocess on a free 127.0.0.1 port, in a temporary folder
+    that holds its log: started (a taken port is retried on another), waited for, stopped
+    (SIGTERM, then SIGKILL) and cleaned up. Subclasses give :meth:`_command` and
+    :meth:`_wait_until_up`, and close their clients in :meth:`_close_clients`.
+    """
+
+    #: The log file's name in the server's folder.
+    log_name = "server.log"
+
+    def __init__(self, prefix: str, directory: Path | None = None) -> None:
+        self._own_directory = directory is None
+        self.directory = Path(tempfile.mkdtemp(prefix=prefix)) if directory is None else directory
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        """The server's own log (its stdout and stderr)."""
+        return self.directory / self.log_name
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last ``lines`` lines of the server's log, for error messages."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _command(self) -> tuple[list[str], dict[str, str] | None]:
+        """The command line (and environment, or None for this one's) serving on ``port``."""
+        raise NotImplementedError
+
+    def _wait_until_up(self, timeout: float) -> None:
+        """Return once the server answers; raise ``RuntimeError`` with the log's tail."""
+        raise NotImplementedError
+
+    def _close_clients(self) -> None:
+        """Close the connections or clients kept to the server."""
+
+    def start(self, timeout: float = 30.0, attempts: int = 3) -> Self:
+        """Start the server and wait until it answers.
+
+        A port taken between choosing it and the server binding it is retried on another
+        port. Raises ``RuntimeError`` with the log's tail when the server exits or does not
+        answer in ``timeout`` seconds.
+        """
+        for attempt in range(attempts):
+            self.port = free_port()
+            command, env = self._command()
+            with self.log_path.open("wb") as log:
+                self.process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.directory,
+                    env=env,
+                )
+            try:
+                self._wait_until_up(timeout)
+            except RuntimeError:
+                self._terminate()
+                if attempt + 1 < attempts and "already in use" in self.log_tail().lower():
+                    continue
+                raise
+            return self
+        msg = "unreachable"  # pragma: no cover
+        raise AssertionError(msg)  # pragma: no cover
+
+    def _terminate(self) -> None:
+        """Stop the process: SIGTERM, then SIGKILL if it has not exited within 10 s."""
+        self._close_clients()
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Stop the server and remove its temporary folder."""
+        self._terminate()
+        if self._own_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self if self.process is not None else self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def started(server: ServerProcess) -> ServerProcess:
+    """``server`` started, or stopped and cleaned up if it did not start."""
+    try:
+        return server.start()
+    except BaseException:
+        server.stop()
+        raise
+
+
+class OrthancServer(ServerProcess):
     """A private Orthanc with its DICOMweb plugin, for one test session.
 
     ``url`` is the DICOMweb root (``http://127.0.0.1:PORT/dicom-web``), ``rest_url`` Orthanc's
     own REST API. Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
 
+    log_name = "orthanc.log"
+
     def __init__(self, binary: Path, plugin: Path, directory: Path | None = None) -> None:
+        super().__init__("wsiarray-orthanc-", directory)
         self.binary = binary
         self.plugin = plugin
-        self._own_directory = directory is None
-        self.directory = (
-            Path(tempfile.mkdtemp(prefix="wsiarray-orthanc-")) if directory is None else directory
-        )
-        self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
         self._connection: http.client.HTTPConnection | None = None
         self._uids: dict[str, tuple[str, str]] = {}  # Orthanc series id -> (study, series) UIDs
 
@@ -146,48 +253,10 @@ class OrthancServer:
         """The DICOMweb root, e.g. ``http://127.0.0.1:8042/dicom-web`` (no trailing slash)."""
         return self.rest_url + DICOMWEB_ROOT.rstrip("/")
 
-    @property
-    def log_path(self) -> Path:
-        """Orthanc's own log (its stdout and stderr)."""
-        return self.directory / "orthanc.log"
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last ``lines`` lines of Orthanc's log, for error messages."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def start(self, timeout: float = 20.0, attempts: int = 3) -> Self:
-        """Write the configuration, start Orthanc and wait until ``/system`` answers.
-
-        A port taken between choosing it and Orthanc binding it is retried on another port.
-        Raises ``RuntimeError`` with the log's tail when Orthanc exits or does not answer in
-        ``timeout`` seconds.
-        """
-        for attempt in range(attempts):
-            self.port = free_port()
-            config = self.directory / "orthanc.json"
-            config.write_text(json.dumps(orthanc_config(self.directory, self.port, self.plugin)))
-            with self.log_path.open("wb") as log:
-                self.process = subprocess.Popen(
-                    [str(self.binary), str(config)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.directory,
-                )
-            try:
-                self._wait_until_up(timeout)
-            except RuntimeError:
-                self._terminate()
-                if attempt + 1 < attempts and "already in use" in self.log_tail().lower():
-                    continue
-                raise
-            return self
-        msg = "unreachable"  # pragma: no cover
-        raise AssertionError(msg)  # pragma: no cover
+    def _command(self) -> tuple[list[str], dict[str, str] | None]:
+        config = self.directory / "orthanc.json"
+        config.write_text(json.dumps(orthanc_config(self.directory, self.port, self.plugin)))
+        return [str(self.binary), str(config)], None
 
     def _wait_until_up(self, timeout: float) -> None:
         """Poll ``GET /system`` until it answers 200; raise with the log tail otherwise."""
@@ -287,47 +356,14 @@ class OrthancServer:
             self._connection.close()
             self._connection = None
 
-    def _terminate(self) -> None:
-        """Stop the process: SIGTERM, then SIGKILL if it has not exited within 10 s."""
-        self._close_connection()
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-    def stop(self) -> None:
-        """Stop Orthanc and remove its temporary folder (storage, index, config, log)."""
-        self._terminate()
-        if self._own_directory:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self if self.process is not None else self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+    _close_clients = _close_connection
 
 
 def start_orthanc() -> OrthancServer:
     """A running private Orthanc with its DICOMweb plugin; skips (loudly, with the reason and
     the install command) where Orthanc or the plugin is not installed."""
     binary, plugin = find_orthanc()
-    server = OrthancServer(binary, plugin)
-    try:
-        return server.start()
-    except BaseException:
-        server.stop()
-        raise
+    return started(OrthancServer(binary, plugin))  # type: ignore[return-value]
 
 
 # The test servers of remote slides (issue 13): their imports are kept here, apart from the
@@ -381,7 +417,7 @@ def find_moto_server() -> None:
         )
 
 
-class MotoS3Server:
+class MotoS3Server(ServerProcess):
     """moto's standalone S3 server (``python -m moto.server``) as a subprocess on a free port
     of 127.0.0.1, for one test session: real HTTP, real S3 API, state in that process only.
 
@@ -391,13 +427,10 @@ class MotoS3Server:
     :meth:`start` and :meth:`stop`. Starting takes about 1 s (moto's imports).
     """
 
+    log_name = "moto.log"  # its stdout and stderr: Werkzeug's request log
+
     def __init__(self, directory: Path | None = None) -> None:
-        self._own_directory = directory is None
-        self.directory = (
-            Path(tempfile.mkdtemp(prefix="wsiarray-moto-")) if directory is None else directory
-        )
-        self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__("wsiarray-moto-", directory)
         self._client: Any = None
 
     @property
@@ -416,47 +449,9 @@ class MotoS3Server:
             "config_kwargs": {"s3": {"addressing_style": "path"}},
         }
 
-    @property
-    def log_path(self) -> Path:
-        """moto's own log (its stdout and stderr: Werkzeug's request log)."""
-        return self.directory / "moto.log"
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last ``lines`` lines of moto's log, for error messages."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def start(self, timeout: float = 30.0, attempts: int = 3) -> Self:
-        """Start ``python -m moto.server`` and wait until it answers HTTP.
-
-        A port taken between choosing it and moto binding it is retried on another port.
-        Raises ``RuntimeError`` with the log's tail when moto exits or does not answer in
-        ``timeout`` seconds.
-        """
-        for attempt in range(attempts):
-            self.port = free_port()
-            with self.log_path.open("wb") as log:
-                self.process = subprocess.Popen(
-                    [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.directory,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )
-            try:
-                self._wait_until_up(timeout)
-            except RuntimeError:
-                self._terminate()
-                if attempt + 1 < attempts and "already in use" in self.log_tail().lower():
-                    continue
-                raise
-            return self
-        msg = "unreachable"  # pragma: no cover
-        raise AssertionError(msg)  # pragma: no cover
+    def _command(self) -> tuple[list[str], dict[str, str] | None]:
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        return command, {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def _wait_until_up(self, timeout: float) -> None:
         """Poll moto's own API (``GET /moto-api/``) until it answers 200."""
@@ -555,49 +550,17 @@ class MotoS3Server:
             msg = f"moto answered {status} to POST /moto-api/reset"
             raise RuntimeError(msg)
 
-    def _terminate(self) -> None:
-        """Stop the process: SIGTERM, then SIGKILL if it has not exited within 10 s."""
-        process, self.process = self.process, None
+    def _close_clients(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-    def stop(self) -> None:
-        """Stop moto (everything stored is gone) and remove its temporary folder."""
-        self._terminate()
-        if self._own_directory:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self if self.process is not None else self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start_moto_s3() -> MotoS3Server:
     """A running private S3 server (moto's server mode); skips (loudly, naming the missing
     package and how to install it) where moto's server mode or boto3 is not installed."""
     find_moto_server()
-    server = MotoS3Server()
-    try:
-        return server.start()
-    except BaseException:
-        server.stop()
-        raise
+    return started(MotoS3Server())  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------------------
