@@ -7,6 +7,7 @@ series written by wsidicomizer and wsidicom from the shared SVS and CAMELYON fil
 
 from __future__ import annotations
 
+import pickle
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 
 import wsiarray as wa
 from tests.sources.conftest import CAMELYON, CORPUS, NDPI, SVS, grey16_pattern
-from wsiarray.sources import SourceSpec, open_source
+from wsiarray.sources import SourceSpec, open_source, source_cache
 from wsiarray.sources.dicom_ import Credentials, DicomSource, is_dicom_header, split_credentials
 
 wsidicom = pytest.importorskip("wsidicom")
@@ -373,3 +374,65 @@ def test_a_converted_ndpi_keeps_the_ndpis_levels(real_slide, dicom_corpus) -> No
     # re-encoded JPEG (wsidicomizer decodes and encodes again): close, not equal
     a, b = converted.read(500, 300, 700, 500), ndpi.read(500, 300, 700, 500)
     assert np.abs(a.astype(int) - b).mean() < 3
+
+
+# -- series in object storage (a real S3 endpoint: moto's server, the ``s3_server`` fixture) ------
+
+
+def _upload_series(s3_server, bucket: str, folder: Path) -> str:
+    files = {f"series/{file.name}": file for file in sorted(folder.iterdir()) if file.is_file()}
+    s3_server.upload(bucket, files)
+    return f"s3://{bucket}/series"
+
+
+@pytest.mark.parametrize("name", [BPAEC, "svs-jpeg"])
+def test_a_series_under_a_bucket_prefix_reads_as_its_folder(
+    name, s3_server, real_slide, dicom_corpus
+) -> None:
+    folder = _series(name, real_slide, dicom_corpus)
+    bucket = f"dicom-{name.lower().replace('/', '-')}"
+    url = _upload_series(s3_server, bucket, folder)
+    options = s3_server.storage_options
+    remote, local = wa.open(url, storage_options=options), wa.open(folder)
+    assert remote.metadata.reader == "dicom"
+    assert remote.level_shapes == local.level_shapes
+    assert remote.metadata.channels == local.metadata.channels
+    assert [a.name for a in remote.metadata.associated] == [
+        a.name for a in local.metadata.associated
+    ]
+    for level, info in enumerate(local.metadata.levels):
+        for y0, y1, x0, x1 in _windows(info.shape, info.tile):
+            np.testing.assert_array_equal(
+                remote.read(x0, y0, x1 - x0, y1 - y0, level=level),
+                local.read(x0, y0, x1 - x0, y1 - y0, level=level),
+            )
+    last = len(local.metadata.levels) - 1
+    # the graph carries the URL and its options, pickled small; a worker reopens from them
+    graph = pickle.dumps(remote.image(last).data)
+    assert len(graph) < 20_000
+    for shown in (repr(remote), repr(remote._spec), str(remote.tree.attrs)):
+        assert options["secret"] not in shown
+    source_cache.clear()
+    np.testing.assert_array_equal(pickle.loads(graph).compute(), local.image(last).values)
+
+
+def test_one_instance_in_storage_opens_its_series_and_a_changed_one_is_noticed(
+    s3_server, real_slide
+) -> None:
+    folder = real_slide(BPAEC)
+    url = _upload_series(s3_server, "dicom-instance", folder)
+    options = s3_server.storage_options
+    slide = wa.open(f"{url}/10_0", storage_options=options)
+    assert slide.level_shapes == wa.open(folder).level_shapes
+    slide.read(0, 0, 16, 16)
+    # an instance replaced in the bucket (here by another level's file) is a changed slide
+    s3_server.put("dicom-instance", "series/11_0", (folder / "12_0").read_bytes())
+    source_cache.clear()  # a worker, or a process that evicted it, opens it again
+    with pytest.raises(wa.SlideChangedError):
+        slide.read(0, 0, 16, 16)
+
+
+def test_a_prefix_without_dicom_files_is_refused_naming_it(s3_server, real_slide) -> None:
+    s3_server.upload("dicom-none", {"notes/readme.txt": real_slide(BPAEC) / "readme.txt"})
+    with pytest.raises(wa.UnsupportedFormatError, match=r"s3://dicom-none/notes.*DICOM"):
+        wa.open("s3://dicom-none/notes", storage_options=s3_server.storage_options)

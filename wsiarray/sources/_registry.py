@@ -203,7 +203,7 @@ def _first_reader(
 def _open_url(url: str, reader: str, options: dict[str, Any]) -> SlideSource:
     """Open a URL: a DICOMweb series with the dicom reader, an object in storage (any fsspec
     URL) with the named reader or the first remote-capable reader that recognises its bytes."""
-    from wsiarray.sources.dicom_ import is_dicomweb_url, split_credentials
+    from wsiarray.sources.dicom_ import is_dicomweb_url, split_credentials, storage_folder
 
     if is_dicomweb_url(url):
         # a secret in the URL would show in every message and repr: it travels as an option
@@ -215,8 +215,18 @@ def _open_url(url: str, reader: str, options: dict[str, Any]) -> SlideSource:
         return _try_open(_reader_class(reader), url, options)
     if urlsplit(url).path.rstrip("/").endswith(ZARR_SUFFIX):  # a prefix, not an object
         return _try_open(_reader_class("zarr"), url, options)
-    store = FsspecStore(url, StorageOptions(options.get("storage_options")).to_dict())
+    storage_options = StorageOptions(options.get("storage_options")).to_dict()
+    store = FsspecStore(url, storage_options)
     try:
+        if store.kind == "directory":  # a prefix: the only folders read are of DICOM files
+            if storage_folder(url, storage_options) is None:
+                msg = (
+                    f"{redact(url)} is a folder (prefix) in storage without DICOM files, not a "
+                    "slide. Give the URL of the slide object itself, or of an OME-Zarr store "
+                    "(ending in .zarr), or of a folder of DICOM WSI instances."
+                )
+                raise UnsupportedFormatError(msg)
+            return _try_open(_reader_class("dicom"), url, options)
         header = store.read(0, HEADER_BYTES)
     finally:
         store.close()

@@ -29,6 +29,7 @@ __all__ = [
     "LocalStore",
     "StorageOptions",
     "is_remote",
+    "object_stamp",
     "open_store",
     "redact",
 ]
@@ -211,7 +212,9 @@ class FsspecStore(ByteStore):
             what = "cannot be opened"
             raise self._error(what, exc) from exc
         self.size = int(info["size"])
-        self._stamp = _object_stamp(info)
+        #: "file", or "directory" for a prefix (a folder of objects) in storage
+        self.kind = str(info.get("type", "file"))
+        self._stamp = object_stamp(info)
         if handed is None:
             _RECENT.put(key, info)
 
@@ -244,7 +247,7 @@ class FsspecStore(ByteStore):
 
     def current_stamp(self) -> tuple[Any, ...]:
         """The object's stamp as the server gives it now (one request)."""
-        return _object_stamp(self._retrying(self._fs.info, self._path, refresh=True))
+        return object_stamp(self._retrying(self._fs.info, self._path, refresh=True))
 
     def _retrying(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         """``call(*args)``, retried with backoff on transient failures (5xx, resets, timeouts)."""
@@ -341,7 +344,7 @@ class _BlockFile(io.RawIOBase):
         return done
 
 
-def _object_stamp(info: Mapping[str, Any]) -> tuple[Any, ...]:
+def object_stamp(info: Mapping[str, Any]) -> tuple[Any, ...]:
     """Size and the object's version: ETag where the server gives one, else its mtime."""
     version = info.get("ETag") or info.get("etag") or info.get("LastModified") or info.get("mtime")
     return int(info["size"]), str(version or "")
