@@ -227,7 +227,7 @@ def _open_url(url: str, reader: str, options: dict[str, Any]) -> SlideSource:
                 )
                 raise UnsupportedFormatError(msg)
             return _try_open(_reader_class("dicom"), url, options)
-        header = store.read(0, HEADER_BYTES)
+        header = store.peek(HEADER_BYTES)
     finally:
         store.close()
     return _first_reader(

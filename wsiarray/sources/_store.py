@@ -18,6 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -40,7 +41,9 @@ REMOTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+://")
 #: bytes between two tiles of one chunk (a few kB of other tiles' data) cost almost nothing.
 MERGE_GAP = 256 * 1024
 #: Block size of the file object handed to header parsers: the directories of a slide sit in
-#: its first and last few MB, read in a handful of requests.
+#: its first and last few MB, read in a handful of requests. An object of up to two blocks
+#: is one block: a 4.35 MB slide's directories reach its end, so its open took a second
+#: request for the last 158 KB.
 HEADER_BLOCK = 4 * 1024 * 1024
 #: Attempts per request, and the first wait between them (doubling).
 ATTEMPTS = 5
@@ -198,11 +201,11 @@ class FsspecStore(ByteStore):
 
         self.url = url
         self.location = redact(url)
-        key = (url, StorageOptions(storage_options).json)
+        self._key = key = (url, StorageOptions(storage_options).json)
         try:
             self._fs, self._path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
             handed = _RECENT.get(key)
-            info = handed or self._retrying(self._fs.info, self._path)
+            info = handed.info if handed else self._retrying(self._fs.info, self._path)
         except FileNotFoundError as exc:
             msg = f"no such object: {self.location}"
             raise SlideNotFoundError(msg) from exc
@@ -215,8 +218,11 @@ class FsspecStore(ByteStore):
         #: "file", or "directory" for a prefix (a folder of objects) in storage
         self.kind = str(info.get("type", "file"))
         self._stamp = object_stamp(info)
+        self._info = info
+        self._block = self.size if self.size <= 2 * HEADER_BLOCK else HEADER_BLOCK
+        self._handed_blocks = handed.blocks if handed else {}
         if handed is None:
-            _RECENT.put(key, info)
+            _RECENT.put(key, _Handoff(info, {}))
 
     def read(self, offset: int, count: int) -> bytes:
         # docstring inherited
@@ -238,8 +244,22 @@ class FsspecStore(ByteStore):
         return out
 
     def open(self) -> BinaryIO:
-        # docstring inherited
-        return io.BufferedReader(_BlockFile(self, HEADER_BLOCK), buffer_size=64 * 1024)
+        # docstring inherited: the first file object starts with the blocks a look at the
+        # object's first bytes (:meth:`peek`) fetched just before
+        blocks, self._handed_blocks = self._handed_blocks, {}
+        return io.BufferedReader(_BlockFile(self, self._block, blocks), buffer_size=64 * 1024)
+
+    def peek(self, count: int) -> bytes:
+        """The object's first ``count`` bytes, fetched as the first block of :meth:`open`.
+
+        The next store that opens the object within seconds (the reader, after the
+        registry's look at a URL's first bytes) is handed that block with the object's info,
+        so the look costs no request of its own.
+        """
+        file = _BlockFile(self, self._block, {})
+        head = file.read(count)
+        _RECENT.put(self._key, _Handoff(self._info, file.blocks))
+        return head
 
     def stamp(self) -> tuple[Any, ...]:
         # docstring inherited
@@ -276,27 +296,36 @@ class FsspecStore(ByteStore):
         return WsiArrayError(f"{self.location}: reading {what} ({text})")
 
 
-class _RecentInfo:
-    """Objects' info (size, ETag) handed from one store to the next that opens the same
-    object within a few seconds, once: the registry's look at a URL's first bytes and the
-    reader that then opens it would each ask for it (one HEAD each). Taken once, so a later
-    open (after the object may have changed) asks the server again."""
+@dataclass(frozen=True, slots=True)
+class _Handoff:
+    """What one store learned of an object that the next store opening it may reuse."""
 
-    def __init__(self, seconds: float = 5.0, size: int = 64) -> None:
+    info: Mapping[str, Any]
+    blocks: dict[int, bytes]
+
+
+class _RecentInfo:
+    """Objects' info (size, ETag) and first block handed from one store to the next that
+    opens the same object within a few seconds, once: the registry's look at a URL's first
+    bytes and the reader that then opens it would each ask for them (a HEAD and a GET each).
+    Taken once, so a later open (after the object may have changed) asks the server again.
+    At most ``size`` are kept (each up to 8 MB of blocks)."""
+
+    def __init__(self, seconds: float = 5.0, size: int = 16) -> None:
         self.seconds, self.size = seconds, size
-        self._items: dict[tuple[str, str], tuple[float, Mapping[str, Any]]] = {}
+        self._items: dict[tuple[str, str], tuple[float, _Handoff]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str]) -> Mapping[str, Any] | None:
+    def get(self, key: tuple[str, str]) -> _Handoff | None:
         with self._lock:
             item = self._items.pop(key, None)
         if item is None or time.monotonic() - item[0] > self.seconds:
             return None
         return item[1]
 
-    def put(self, key: tuple[str, str], info: Mapping[str, Any]) -> None:
+    def put(self, key: tuple[str, str], handoff: _Handoff) -> None:
         with self._lock:
-            self._items[key] = (time.monotonic(), info)
+            self._items[key] = (time.monotonic(), handoff)
             while len(self._items) > self.size:
                 self._items.pop(next(iter(self._items)))
 
@@ -308,10 +337,11 @@ class _BlockFile(io.RawIOBase):
     """A read-only file over a store, fetched in blocks (kept: a slide's directories sit in
     a few of them) through the store's retrying reads."""
 
-    def __init__(self, store: ByteStore, block: int) -> None:
+    def __init__(self, store: ByteStore, block: int, blocks: dict[int, bytes]) -> None:
         super().__init__()
         self._store, self._block, self._position = store, block, 0
-        self._blocks: dict[int, bytes] = {}
+        #: the blocks fetched (and those it was given), by index
+        self.blocks = blocks
 
     def readable(self) -> bool:
         return True
@@ -332,9 +362,9 @@ class _BlockFile(io.RawIOBase):
         done = 0
         while done < len(view) and self._position < self._store.size:
             index, start = divmod(self._position, self._block)
-            block = self._blocks.get(index)
+            block = self.blocks.get(index)
             if block is None:
-                block = self._blocks[index] = self._store.read(index * self._block, self._block)
+                block = self.blocks[index] = self._store.read(index * self._block, self._block)
             piece = block[start : start + len(view) - done]
             if not piece:
                 break
