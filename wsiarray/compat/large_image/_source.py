@@ -7,6 +7,7 @@ result is put in large_image's form by :mod:`._encode` and :mod:`._histogram`.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -29,11 +30,15 @@ from wsiarray.compat.large_image._levels import (
     magnification_for_level,
 )
 from wsiarray.compat.large_image._plans import fit_size, plan_region, plan_tile_grid
+from wsiarray.compat.large_image._prefetch import TilePrefetcher
+from wsiarray.compat.large_image._reads import LevelPixels, worker_count
 from wsiarray.compat.large_image._regions import convert_region
 from wsiarray.compat.large_image._tiles import (
     LazyTileDict,
+    finish_tile,
     tile_box,
     tile_positions,
+    tile_span,
     tile_values,
 )
 from wsiarray.errors import OptionError
@@ -209,19 +214,31 @@ class TileSource:
         self, level: int, left: int, top: int, right: int, bottom: int
     ) -> np.ndarray:
         """Pixels of virtual ``level`` (one that holds real data) in its own pixel
-        coordinates, with large_image's bands."""
-        file_level = self.pyramid.reads[level].file_level
-        image = self._slide.region(
-            left, top, right - left, bottom - top, units="level_pixels", level=file_level, pad=True
-        )
-        return with_bands(image, self._band_count)
+        coordinates, with large_image's bands (band-planar: each band's pixels contiguous),
+        in the calling thread."""
+        return self._level_pixels(level).read(left, top, right - left, bottom - top)
+
+    def _level_pixels(self, level: int) -> LevelPixels:
+        """The reader of virtual ``level``'s file level (one that holds real data: its
+        pixels are the file level's)."""
+        return self._file_level_pixels(self.pyramid.reads[level].file_level)
+
+    @functools.cache  # noqa: B019 - one per file level, as long as the source lives
+    def _file_level_pixels(self, file_level: int) -> LevelPixels:
+        return LevelPixels(self._slide, file_level, self._band_count)
 
     def getRegion(self, format: Any = (TILE_FORMAT_IMAGE,), **kwargs: Any) -> tuple[Any, str]:
-        """A region at a scale, as large_image returns it: ``(image, format or mime type)``."""
+        """A region at a scale, as large_image returns it: ``(image, format or mime type)``.
+
+        Large regions are decoded on one thread per core into the output (band-planar, as
+        every region and tile of this layer).
+        """
         plan = plan_region(self.pyramid, self.getNativeMagnification(), kwargs)
         if plan is None:  # large_image's empty region
             return encode(np.zeros((0, 0, 3), dtype=np.float64), format, kwargs)
-        image = self.read_level_pixels(plan.level, plan.left, plan.top, plan.right, plan.bottom)
+        image = self._level_pixels(plan.level).read_parallel(
+            plan.left, plan.top, plan.width, plan.height
+        )
         out_w, out_h = int(plan.output_width), int(plan.output_height)
         if (out_w, out_h) != (plan.width, plan.height):
             # one resize of the whole region; any resample but None picks the filter by direction
@@ -263,7 +280,12 @@ class TileSource:
         resample: Any = True,
         **kwargs: Any,
     ) -> Iterator[LazyTileDict]:
-        """Iterate over tiles of a region at a scale, in row-major order (large_image's keys)."""
+        """Iterate over tiles of a region at a scale, in row-major order (large_image's keys).
+
+        Once the loop reads a tile's pixels, the next tiles are decoded ahead of it on one
+        thread per core (at most 2 per thread, see :mod:`._prefetch`); leaving the loop or
+        closing the iterator stops that work.
+        """
         plan = plan_region(self.pyramid, self.getNativeMagnification(), kwargs)
         if plan is None:
             return
@@ -271,14 +293,39 @@ class TileSource:
             resample = False
         resampled = resample is not False
         grid = plan_tile_grid(plan, self.tileWidth, self.tileHeight, kwargs, resampled=resampled)
-        formats = (format,) if isinstance(format, str) else tuple(format)
+        fmt = ((format,) if isinstance(format, str) else tuple(format))[0]
         mag = self.getMagnificationForLevel(plan.level)
-        for x, y in tile_positions(grid, kwargs.get("tile_position")):
-            values = tile_values(plan, grid, x, y, mag, resampled=resampled)
-            box = tile_box(plan, grid, x, y)
-            yield LazyTileDict(
-                self, plan.level, formats[0], values, box, plan.requested_scale, resample
-            )
+        prefetcher = None
+        if kwargs.get("tile_position") is None and grid.columns * grid.rows > 1:
+            columns = [
+                tile_span(grid.x, x, plan.left, plan.width)
+                for x in range(grid.x.start, grid.x.stop)
+            ]
+            rows = [
+                tile_span(grid.y, y, plan.top, plan.height)
+                for y in range(grid.y.start, grid.y.stop)
+            ]
+            if min(length for _, length in columns + rows) > 0:
+                prefetcher = TilePrefetcher(
+                    self._level_pixels(plan.level),
+                    columns,
+                    rows,
+                    functools.partial(
+                        _finish_box, fmt=fmt, requested=plan.requested_scale, resample=resample
+                    ),
+                    worker_count(),
+                )
+        try:
+            for index, (x, y) in enumerate(tile_positions(grid, kwargs.get("tile_position"))):
+                values = tile_values(plan, grid, x, y, mag, resampled=resampled)
+                box = tile_box(plan, grid, x, y)
+                loader = None if prefetcher is None else functools.partial(prefetcher.result, index)
+                yield LazyTileDict(
+                    self, plan.level, fmt, values, box, plan.requested_scale, resample, loader
+                )
+        finally:
+            if prefetcher is not None:
+                prefetcher.close()
 
     def getSingleTile(self, *args: Any, **kwargs: Any) -> LazyTileDict | None:
         """The first tile :meth:`tileIterator` would yield (use ``tile_position`` to pick one)."""
@@ -329,6 +376,12 @@ class TileSource:
             if (out_w, out_h) != image.shape[1::-1]:
                 image = resize(image, out_w, out_h, upsample=out_w > image.shape[1], resample=True)
         return encode(image, kwargs.get("format", (TILE_FORMAT_IMAGE,)), kwargs)
+
+
+def _finish_box(image: np.ndarray, *, fmt: str, requested: float, resample: Any) -> tuple[Any, str]:
+    """:func:`finish_tile` of a tile's pixels (their shape is the box's)."""
+    box = (0, 0, image.shape[1], image.shape[0])
+    return finish_tile(image, box, fmt, requested, resample)
 
 
 def _reopen(path: str, bands: int | None, reader: str, style: dict[str, Any]) -> TileSource:

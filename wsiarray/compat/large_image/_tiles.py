@@ -9,7 +9,7 @@ Mirrors ``TileIterator._tileIterator`` (``large_image/tilesource/tileiterator.py
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from wsiarray.compat.large_image._encode import encode, resize
@@ -160,6 +160,22 @@ def _at_output_scale(values: dict[str, Any], requested: float) -> dict[str, Any]
     return values
 
 
+def finish_tile(
+    image: np.ndarray,
+    box: tuple[int, int, int, int],
+    fmt: str,
+    requested: float | None,
+    resample: Any,
+) -> tuple[Any, str]:
+    """A tile's read-level pixels (of ``box``) as large_image returns them: resized to the
+    output scale unless ``resample`` is False, then in format ``fmt``."""
+    if resample is not False and requested:
+        out_w = max(1, int(box[2] / requested))
+        out_h = max(1, int(box[3] / requested))
+        image = resize(image, out_w, out_h, upsample=False, resample=resample)
+    return encode(image, (fmt,), {})
+
+
 class LazyTileDict(dict[str, Any]):
     """A tile's dict whose pixels (``tile``) are read on first access, as large_image's.
 
@@ -180,6 +196,10 @@ class LazyTileDict(dict[str, Any]):
         Read-level pixels per output pixel.
     resample : bool or PIL filter
         Not False: the pixels are resized to the output scale with this filter.
+    loader : callable, optional
+        ``loader()`` → ``(tile, format)`` already decoded (by the iterator's
+        :class:`~._prefetch.TilePrefetcher`), or None: then the tile reads them itself.
+        Not pickled.
     """
 
     def __init__(
@@ -191,25 +211,26 @@ class LazyTileDict(dict[str, Any]):
         box: tuple[int, int, int, int] | None = None,
         requested: float | None = None,
         resample: Any = False,
+        loader: Callable[[], tuple[Any, str] | None] | None = None,
     ) -> None:
         super().__init__(values)
         self._source, self._level, self._format = source, level, fmt
         self._box = box or (values["x"], values["y"], values["width"], values["height"])
         self._requested, self._resample = requested, resample
+        self._loader = loader
         self._loaded = False
         dict.setdefault(self, "tile", None)
         dict.setdefault(self, "format", None)
 
     def _load(self) -> None:
-        x, y, width, height = self._box
-        image: np.ndarray = self._source.read_level_pixels(self._level, x, y, x + width, y + height)
-        if self._resample is not False and self._requested:
-            out_w = max(1, int(width / self._requested))
-            out_h = max(1, int(height / self._requested))
-            image = resize(image, out_w, out_h, upsample=False, resample=self._resample)
-        tile, fmt = encode(image, (self._format,), {})
-        dict.__setitem__(self, "tile", tile)
-        dict.__setitem__(self, "format", fmt)
+        loaded = self._loader() if self._loader is not None else None
+        self._loader = None  # once: it holds the iterator's prefetcher
+        if loaded is None:
+            x, y, width, height = self._box
+            image = self._source.read_level_pixels(self._level, x, y, x + width, y + height)
+            loaded = finish_tile(image, self._box, self._format, self._requested, self._resample)
+        dict.__setitem__(self, "tile", loaded[0])
+        dict.__setitem__(self, "format", loaded[1])
         self._loaded = True
 
     def __getitem__(self, key: str) -> Any:
