@@ -79,6 +79,27 @@ def test_region_writes_the_same_pixels_as_slide_region(
     np.testing.assert_array_equal(written, expected)
 
 
+def test_region_at_a_file_level_is_read_directly_with_the_same_pixels(
+    tmp_path: Path, real_slide
+) -> None:
+    """A window inside a file level is read with Slide.read (no xarray): the same pixels and
+    pixel size as Slide.region's, at level 0 and at a reduced level."""
+    path = real_slide(NDPI)
+    slide = wsiarray.open(path)
+    box = {"left": 100.5, "top": 200, "width": 300, "height": 150}
+    flat = [item for key, value in box.items() for item in (f"--{key}", str(value))]
+    for level in (None, 2):
+        output = tmp_path / f"r{level}.tif"
+        extra = [] if level is None else ["--level", str(level), "--units", "level_pixels"]
+        assert main(["-q", "region", str(path), *flat, *extra, "-o", str(output)]) == 0
+        units = "base_pixels" if level is None else "level_pixels"
+        expected = slide.region(**box, units=units, level=level)
+        with tifffile.TiffFile(output) as tif:
+            np.testing.assert_array_equal(tif.asarray(), expected.values)
+            x_resolution = tif.pages[0].tags["XResolution"].value
+        assert x_resolution[0] / x_resolution[1] == pytest.approx(10 / expected.attrs["mm_x"])
+
+
 def test_region_pad_outside_uses_background(tmp_path: Path, real_slide) -> None:
     output = tmp_path / "pad.npy"
     args = ["--left", "2200", "--top", "0", "--width", "40", "--height", "10", "--pad"]
@@ -171,6 +192,7 @@ def test_progress_bar_on_stderr_unless_quiet(
     real_slide,
 ) -> None:
     monkeypatch.setattr(cli, "PROGRESS_AFTER", 0.0)
+    monkeypatch.setattr(cli, "DIRECT_READ_PIXELS", 0)  # through dask, not a direct read
     output = tmp_path / "thumb.png"
     args = [*(["--quiet"] if quiet else []), "thumbnail", str(real_slide(NDPI)), "-o", str(output)]
     assert main(args) == 0
@@ -221,6 +243,11 @@ def test_every_command_on_every_real_slide(tmp_path: Path, relative: str, real_s
     assert main(["-q", "info", path]) == 0
     suffix = ".png" if slide.metadata.dtype == "uint8" else ".tif"
     assert main(["-q", "thumbnail", path, "-o", str(tmp_path / f"t{suffix}"), "--size", "64"]) == 0
+    # the command reads a small level directly, Slide.thumbnail through xarray: same pixels
+    assert main(["-q", "thumbnail", path, "-o", str(tmp_path / "t.npy"), "--size", "64"]) == 0
+    expected = slide.thumbnail(64)
+    written = np.load(tmp_path / "t.npy")
+    np.testing.assert_array_equal(written, expected[..., None] if expected.ndim == 2 else expected)
     region = ["--left", "0.25", "--top", "0.25", "--width", "0.5", "--height", "0.5"]
     npy = tmp_path / "r.npy"
     assert main(["-q", "region", path, *region, "--units", "fraction", "-o", str(npy)]) == 0

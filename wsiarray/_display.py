@@ -3,9 +3,6 @@ command line (``wsiarray info``) and the notebook display (``Slide._repr_html_``
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -102,6 +99,9 @@ def _preview(slide: Slide) -> np.ndarray | None:
 
 
 def _png_base64(pixels: np.ndarray) -> str:
+    import base64
+    import io
+
     from PIL import Image
 
     if pixels.dtype != np.uint8 or pixels.shape[-1] not in (1, 3, 4):
@@ -121,6 +121,8 @@ def slide_html(slide: Slide) -> str:
     Never raises for a damaged slide: a preview that cannot be decoded is replaced by the
     error's message.
     """
+    import html  # here, as PIL: ``wsiarray info`` prints the text table only
+
     esc = html.escape
     try:
         pixels = _preview(slide)
