@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,6 +211,11 @@ def build() -> list[Entry]:
             notes="Pillow PNG 400x300 RGB",
         ),
     ]
+    if not TESTDATA.exists():
+        print(
+            f"fuzz: no real slides: {TESTDATA} does not exist (set WSIARRAY_TEST_DATA)",
+            file=sys.stderr,
+        )
     return [e for e in entries if e is not None]
 
 

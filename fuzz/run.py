@@ -512,6 +512,7 @@ def _child_main(job: dict[str, Any], folder: Path, memory: int, timeout: float) 
         crash = open(folder / "faulthandler.txt", "w")  # noqa: SIM115
         faulthandler.enable(crash, all_threads=True)
         faulthandler.dump_traceback_later(max(0.5, timeout - 1.0), file=crash)
+        signal.alarm(int(timeout) + 5)  # a backstop should the parent die
         sys.stdout.flush()
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
@@ -649,7 +650,7 @@ def outcome_of(raw: dict[str, Any], entry_format: str) -> Outcome:
     stages = raw.get("stage", "").strip().splitlines()
     out.last_stage = stages[-1] if stages else ""
     result = raw.get("result")
-    if raw["killed"]:
+    if raw["killed"] or raw.get("signal") == signal.SIGALRM:
         out.outcome = "hang"
         out.stack = _stack(raw.get("faulthandler.txt", ""))
         out.steps = [
