@@ -715,7 +715,7 @@ def _dicom_rewrite(data: bytearray, edit: Callable) -> str:
 DICOM_VALUES = {
     "Rows": [0, 1, 255, 1025, 65535],
     "Columns": [0, 1, 255, 1025, 65535],
-    "NumberOfFrames": ["0", "1", "2", "100000", "-1", "x"],
+    "NumberOfFrames": ["0", "1", "2", "100000", "-1"],
     "SamplesPerPixel": [0, 2, 4, 255],
     "BitsAllocated": [0, 1, 12, 16, 32],
     "BitsStored": [0, 16, 7],

@@ -787,6 +787,12 @@ def build_mutant(
             mutant = mutate.make_mutant(entry, k, seed, index, workdir)
         except mutate.NotApplicable:
             continue
+        except Exception as exc:  # noqa: BLE001 - a mutator's bug must not end the campaign
+            print(
+                f"fuzz: mutator {k} failed on {entry.name} ({seed}.{index}): {exc!r}",
+                file=sys.stderr,
+            )
+            continue
         return mutant, _job(entry, mutant, refs)
     return None
 
