@@ -221,11 +221,11 @@ class TileSource:
     def _level_pixels(self, level: int) -> LevelPixels:
         """The reader of virtual ``level``'s file level (one that holds real data: its
         pixels are the file level's)."""
-        return self._file_level_pixels(self.pyramid.reads[level].file_level)
-
-    @functools.cache  # noqa: B019 - one per file level, as long as the source lives
-    def _file_level_pixels(self, file_level: int) -> LevelPixels:
-        return LevelPixels(self._slide, file_level, self._band_count)
+        file_level = self.pyramid.reads[level].file_level
+        readers: dict[int, LevelPixels] = self.__dict__.setdefault("_readers", {})
+        if file_level not in readers:
+            readers[file_level] = LevelPixels(self._slide, file_level, self._band_count)
+        return readers[file_level]
 
     def getRegion(self, format: Any = (TILE_FORMAT_IMAGE,), **kwargs: Any) -> tuple[Any, str]:
         """A region at a scale, as large_image returns it: ``(image, format or mime type)``.
