@@ -1,4 +1,4 @@
-"""The two tifffile internals wsiarray relies on: a tifffile release that changes them fails here."""
+"""The tifffile internals wsiarray relies on: a tifffile release that changes them fails here."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from wsiarray.sources._tifffile_internals import JCS_RGB, can_decode, decode_tile, jpeg_colorspaces
+from wsiarray._jpeg_markers import SOI, segments
+from wsiarray.sources._tifffile_internals import (
+    JCS_RGB,
+    can_decode,
+    decode_tile,
+    jpeg_colorspaces,
+    ndpi_jpeg_header,
+)
 
 
 @pytest.mark.parametrize(
@@ -54,3 +61,15 @@ def test_can_decode_knows_the_installed_codecs(real_slide: Callable[[str], Path]
         assert can_decode(tif.pages.first)  # JPEG 2000 (33005), through imagecodecs
     assert 7 in tifffile.TIFF.DECOMPRESSORS
     assert 52479 not in tifffile.TIFF.DECOMPRESSORS
+
+
+def test_ndpi_jpeg_header_is_an_interval_sized_frame(real_slide: Callable[[str], Path]) -> None:
+    with tifffile.TiffFile(real_slide("hamamatsu/test3-DAPI-2-(387).ndpi")) as tif:
+        header = ndpi_jpeg_header(tif.series[0].levels[0].keyframe)
+    assert header is not None
+    assert header.startswith(SOI)
+    found = {segment[1]: segment for segment in segments(header)}
+    assert int.from_bytes(found[0xDD][4:6], "big") == 3968 // 8  # a restart interval a row
+    assert found[0xC0][5:9] == (8).to_bytes(2, "big") + (3968).to_bytes(2, "big")  # 8 x 3968
+    with tifffile.TiffFile(real_slide("aperio/CMU-1-Small-Region.svs")) as tif:
+        assert ndpi_jpeg_header(tif.pages.first) is None

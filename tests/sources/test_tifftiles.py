@@ -149,3 +149,128 @@ def test_a_jfif_marker_among_the_tables_does_not_turn_rgb_components_into_ycbcr(
     _assert_reads_like_tifffile(tiles, series)
     expected = tifffile.imread(real_slide("aperio/CMU-1-Small-Region.svs"))
     np.testing.assert_array_equal(tiles.read(0, 480, 0, 480), expected[:480, :480])
+
+
+NDPI = "hamamatsu/test3-DAPI-2-(387).ndpi"  # 3968 x 4864, restart intervals of 8 x 3968 px
+
+
+def test_ndpi_restart_intervals_decode_in_runs_as_tifffile_decodes_each(
+    level_tiles, real_slide
+) -> None:
+    tiles, series = level_tiles(real_slide(NDPI))
+    assert tiles.jpeg is not None
+    assert tiles.jpeg.intervals
+    assert tiles.jpeg.runs
+    assert tiles.tile == (8, 3968)
+    _assert_reads_like_tifffile(tiles, series)
+    expected = series.asarray()
+    # runs that start at every interval number (RST1 first, ...), and end in an interval
+    for y0, y1 in ((8, 77), (13, 301), (4800, 4864), (4000, 4001)):
+        np.testing.assert_array_equal(tiles.read(y0, y1, 5, 3001), expected[y0:y1, 5:3001])
+
+
+def test_intervals_sampled_2x2_are_not_decoded_in_runs(real_slide) -> None:
+    # chroma upsampling would read across an interval's edge in a run, not in the interval
+    from wsiarray.sources._jpeg import JpegTileDecoder
+
+    with tifffile.TiffFile(real_slide(NDPI)) as tif:
+        header = bytearray(tif.series[0].levels[0].keyframe.jpegheader)
+    sof = header.find(b"\xff\xc0")
+    assert header[sof + 11] == 0x11  # Y sampled 1x1, as Cb and Cr: 4:4:4
+    assert JpegTileDecoder((8, 3968), 3, False, None, bytes(header)).runs
+    header[sof + 11] = 0x22  # Y 2x2: 4:2:0
+    assert not JpegTileDecoder((8, 3968), 3, False, None, bytes(header)).runs
+
+
+@pytest.mark.parametrize("how", ["flipped", "early marker"])
+def test_a_damaged_interval_in_a_run_reads_as_it_would_on_its_own(
+    how: str, tmp_path: Path, level_tiles, real_slide
+) -> None:
+    """A run that does not decode cleanly is decoded interval by interval: the damaged one
+    raises or decodes (leniently) exactly as it does alone."""
+    source = real_slide(NDPI)
+    with tifffile.TiffFile(source) as tif:
+        page = tif.series[0].levels[0].keyframe
+        offset, count = page.dataoffsets[20], page.databytecounts[20]
+    data = bytearray(source.read_bytes())
+    if how == "flipped":  # entropy data changed mid-interval
+        data[offset + count // 2 : offset + count // 2 + 8] = b"\x5a" * 8
+    else:  # a restart marker mid-interval: its entropy data ends early
+        data[offset + count // 2 : offset + count // 2 + 2] = b"\xff\xd3"
+    path = tmp_path / "damaged.ndpi"
+    path.write_bytes(bytes(data))
+    tiles, _series = level_tiles(path)
+    assert tiles._runs
+
+    def read() -> np.ndarray | str:
+        try:
+            return tiles.read(0, 512, 0, 3968)
+        except CorruptTileError as exc:
+            return str(exc)
+
+    in_runs = read()
+    tiles._runs = False
+    alone = read()
+    if isinstance(alone, str):
+        assert in_runs == alone
+        assert "row 20, column 0 of level 0" in alone
+    else:
+        np.testing.assert_array_equal(in_runs, alone)
+
+
+def test_a_large_read_is_shared_with_an_idle_core() -> None:
+    import threading
+
+    from wsiarray.sources._tifftiles import _Crew
+
+    crew = _Crew()
+    crew._cores = 2
+    both = threading.Barrier(2, timeout=10)  # passes only when two threads work at once
+    threads: set[str] = set()
+
+    def work(unit: object) -> None:
+        name = threading.current_thread().name
+        if name not in threads:  # each thread's first unit waits for the other's
+            threads.add(name)
+            both.wait()
+
+    crew.run(list(range(50)), work)
+    assert len(threads) == 2
+    assert any(name.startswith("wsiarray-decode") for name in threads)
+    assert crew._busy == 0
+
+
+def test_a_helper_error_is_raised_in_the_reading_thread() -> None:
+    import threading
+
+    from wsiarray.sources._tifftiles import _Crew
+
+    crew = _Crew()
+    crew._cores = 2
+    both = threading.Barrier(2, timeout=10)
+    done: list[object] = []
+
+    def work(unit: object) -> None:
+        if unit in (0, 1):
+            both.wait()  # the first two units are taken by the reader and the helper
+        if threading.current_thread().name.startswith("wsiarray-decode"):
+            msg = f"helper failed on unit {unit}"
+            raise ValueError(msg)
+        done.append(unit)
+
+    with pytest.raises(ValueError, match="helper failed"):
+        crew.run(list(range(20)), work)
+    assert len(done) < 20  # units after the failure were not worked on
+    assert crew._busy == 0
+
+
+def test_no_helpers_where_omp_num_threads_is_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    # dask's nanny sets it in each worker process of a cluster: the worker's threads have
+    # the cores
+    from wsiarray.sources._tifftiles import _cores, _Crew
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert _cores() == 1
+    crew = _Crew()
+    crew.run(list(range(50)), lambda unit: None)
+    assert crew._pool is None

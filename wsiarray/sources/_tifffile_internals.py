@@ -7,9 +7,10 @@ its own blocks, which needs things tifffile does not promise:
   writers do) comes back padded to the full tile, as in a page read;
 - ``tifffile.tifffile.jpeg_decode_colorspace``: the JPEG colour spaces tifffile decodes a
   page's tiles with, which the fast JPEG path must match pixel for pixel;
-- ``TIFF.DECOMPRESSORS``: which compressions an installed codec decodes, checked at open.
+- ``TIFF.DECOMPRESSORS``: which compressions an installed codec decodes, checked at open;
+- ``TiffPage.jpegheader``: the header tifffile decodes each NDPI restart interval with.
 
-``tests/sources/test_tifffile_internals.py`` calls both on real files: a tifffile release
+``tests/sources/test_tifffile_internals.py`` calls them on real files: a tifffile release
 that renames or changes them fails there, loudly, not in a user's read.
 """
 
@@ -20,7 +21,7 @@ import tifffile
 
 from wsiarray.errors import ReaderUnavailableError
 
-__all__ = ["JCS_RGB", "can_decode", "decode_tile", "jpeg_colorspaces"]
+__all__ = ["JCS_RGB", "can_decode", "decode_tile", "jpeg_colorspaces", "ndpi_jpeg_header"]
 
 #: libjpeg's J_COLOR_SPACE value for RGB, as ``jpeg_decode_colorspace`` returns it.
 JCS_RGB = 2
@@ -66,3 +67,15 @@ def jpeg_colorspaces(page: tifffile.TiffPage) -> tuple[int | None, int | str | N
     return jpeg_decode_colorspace(
         page.photometric, page.planarconfig, page.extrasamples, page.is_jfif
     )
+
+
+def ndpi_jpeg_header(page: tifffile.TiffPage) -> bytes | None:
+    """The JPEG header tifffile puts in front of each of an NDPI page's restart intervals.
+
+    tifffile lists an NDPI level's restart intervals (its McuStarts tag) as the page's tiles,
+    one MCU row high, and keeps the level's JPEG header with its frame resized to one
+    interval as ``TiffPage.jpegheader``; ``None`` where it did not (no McuStarts, or a header
+    without a restart interval).
+    """
+    header = getattr(page, "jpegheader", None)
+    return bytes(header) if header else None
