@@ -16,7 +16,7 @@ import pytest
 
 import wsiarray as wa
 from wsiarray.sources import StorageOptions, redact, source_cache
-from wsiarray.sources._store import MERGE_GAP, _merge
+from wsiarray.sources._store import MERGE_GAP, _merge, obstore_s3_config, remote_store
 
 CMU = "aperio/CMU-1-Small-Region.svs"
 NDPI = "hamamatsu/test3-DAPI-2-(387).ndpi"
@@ -159,3 +159,56 @@ def test_an_ome_zarr_store_in_s3_equals_the_local_one(s3_server, sample_svs, tmp
     for level in range(remote.level_count):
         np.testing.assert_array_equal(remote.image(level).values, here.image(level).values)
     assert s3_server.storage_options["secret"] not in repr(remote._spec)
+
+
+# -- S3 through obstore, or through s3fs where obstore cannot take the options ---------------
+
+
+def test_s3_through_obstore_and_through_s3fs_read_the_same_bytes(s3_server, real_slide) -> None:
+    pytest.importorskip("obstore")
+    [url] = s3_server.upload("slides-transports", [real_slide(NDPI)])
+    options = s3_server.storage_options
+    # an s3fs option obstore has no translation for sends the URL to s3fs
+    s3fs_only = {**options, "use_listings_cache": False}
+    local = real_slide(NDPI).read_bytes()
+    ranges = [(0, 100), (5000, 70_000), (len(local) - 10, 10), (2_000_000, 1)]
+    with remote_store(url, options) as fast, remote_store(url, s3fs_only) as slow:
+        assert (type(fast).__name__, type(slow).__name__) == ("ObstoreStore", "FsspecStore")
+        assert fast.stamp() == slow.stamp()  # size and ETag alike
+        expected = [local[offset : offset + count] for offset, count in ranges]
+        assert fast.read_ranges(ranges) == slow.read_ranges(ranges) == expected
+    one, other = wa.open(url, storage_options=options), wa.open(url, storage_options=s3fs_only)
+    np.testing.assert_array_equal(one.image(1).values, other.image(1).values)
+
+
+def test_obstore_takes_only_options_it_reads_as_s3fs_would() -> None:
+    pytest.importorskip("obstore")
+    endpoint = {"client_kwargs": {"endpoint_url": "http://127.0.0.1:9", "region_name": "eu-west-1"}}
+    keys = {"key": "AKIA", "secret": "s3cret"}
+    config = obstore_s3_config("s3://bucket/slide.svs", {**keys, **endpoint})
+    assert config is not None
+    assert (config["access_key_id"], config["endpoint"], config["region"]) == (
+        "AKIA",
+        "http://127.0.0.1:9",
+        "eu-west-1",
+    )
+    assert obstore_s3_config("s3://b/k", {"anon": True, **endpoint})["skip_signature"] is True
+    # s3fs's: credentials from botocore's chain, a region found by asking, an option unknown
+    # here, another protocol
+    assert obstore_s3_config("s3://b/k", endpoint) is None
+    assert obstore_s3_config("s3://b/k", keys) is None
+    assert obstore_s3_config("s3://b/k", {**keys, **endpoint, "requester_pays": True}) is None
+    assert obstore_s3_config("gs://b/k", {**keys, **endpoint}) is None
+
+
+def test_an_s3_endpoint_that_does_not_answer_is_a_clear_error_that_hides_the_secret() -> None:
+    pytest.importorskip("obstore")
+    options = {
+        "key": "AKIA",
+        "secret": "s3cret-value",
+        "client_kwargs": {"endpoint_url": "http://127.0.0.1:9", "region_name": "us-east-1"},
+    }
+    assert obstore_s3_config("s3://nobody-home/slide.svs", options) is not None
+    with pytest.raises(wa.WsiArrayError, match="s3://nobody-home/slide.svs") as error:
+        wa.open("s3://nobody-home/slide.svs", storage_options=options)
+    assert "s3cret-value" not in str(error.value)

@@ -26,7 +26,7 @@ from wsiarray.sources._base import SlideSource
 from wsiarray.sources._colour import in_srgb
 from wsiarray.sources._orientation import upright
 from wsiarray.sources._spec import is_url
-from wsiarray.sources._store import FsspecStore, StorageOptions, redact
+from wsiarray.sources._store import StorageOptions, redact, remote_store
 
 __all__ = ["BUILTIN_READERS", "ENTRY_POINT_GROUP", "available_readers", "open_source"]
 
@@ -216,17 +216,22 @@ def _open_url(url: str, reader: str, options: dict[str, Any]) -> SlideSource:
     if urlsplit(url).path.rstrip("/").endswith(ZARR_SUFFIX):  # a prefix, not an object
         return _try_open(_reader_class("zarr"), url, options)
     storage_options = StorageOptions(options.get("storage_options")).to_dict()
-    store = FsspecStore(url, storage_options)
     try:
-        if store.kind == "directory":  # a prefix: the only folders read are of DICOM files
-            if storage_folder(url, storage_options) is None:
-                msg = (
-                    f"{redact(url)} is a folder (prefix) in storage without DICOM files, not a "
-                    "slide. Give the URL of the slide object itself, or of an OME-Zarr store "
-                    "(ending in .zarr), or of a folder of DICOM WSI instances."
-                )
-                raise UnsupportedFormatError(msg)
-            return _try_open(_reader_class("dicom"), url, options)
+        store = remote_store(url, storage_options)
+    except SlideNotFoundError:
+        # no object: perhaps a prefix (obstore's S3 does not tell the two apart)
+        try:
+            folder = storage_folder(url, storage_options)
+        except ReaderUnavailableError:
+            folder = None
+        if folder is None:
+            raise
+        return _try_open(_reader_class("dicom"), url, options)
+    if store.kind == "directory":  # a prefix: the only folders read are of DICOM files
+        store.close()
+        storage_folder(url, storage_options)  # says so when it holds none
+        return _try_open(_reader_class("dicom"), url, options)
+    try:
         header = store.peek(HEADER_BYTES)
     finally:
         store.close()

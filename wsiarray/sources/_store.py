@@ -19,8 +19,10 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Self
+from urllib.parse import urlsplit
 
 from wsiarray.errors import SlideNotFoundError, WsiArrayError
 
@@ -28,11 +30,15 @@ __all__ = [
     "ByteStore",
     "FsspecStore",
     "LocalStore",
+    "ObstoreStore",
+    "RemoteStore",
     "StorageOptions",
     "is_remote",
     "object_stamp",
+    "obstore_s3_config",
     "open_store",
     "redact",
+    "remote_store",
 ]
 
 #: A URL with a scheme of two or more letters (``C:\\`` is a Windows drive, not a scheme).
@@ -113,8 +119,19 @@ def open_store(
 ) -> ByteStore:
     """The store of a local path or of a URL."""
     if is_remote(location):
-        return FsspecStore(str(location), StorageOptions(storage_options).to_dict())
+        return remote_store(str(location), storage_options)
     return LocalStore(Path(location))
+
+
+def remote_store(
+    url: str, storage_options: StorageOptions | Mapping[str, Any] | None
+) -> RemoteStore:
+    """The store of an object in storage: obstore's for S3 where it can read it with these
+    options (:func:`obstore_s3_config`), else fsspec's."""
+    options = StorageOptions(storage_options).to_dict()
+    if obstore_s3_config(url, options) is not None:
+        return ObstoreStore(url, options)
+    return FsspecStore(url, options)
 
 
 class ByteStore(abc.ABC):
@@ -143,6 +160,12 @@ class ByteStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the file descriptor or connections."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class LocalStore(ByteStore):
@@ -185,35 +208,25 @@ class LocalStore(ByteStore):
         self._fd = -1
 
 
-class FsspecStore(ByteStore):
-    """An object behind an fsspec URL, read in merged, concurrent range requests.
+class RemoteStore(ByteStore):
+    """An object in storage, read in merged, concurrent range requests: what the transports
+    (:class:`FsspecStore`, :class:`ObstoreStore`) share. :func:`open_store` picks one.
 
     Parameters
     ----------
     url : str
         ``s3://bucket/key``, ``https://host/path``, or any URL fsspec opens.
     storage_options : mapping, optional
-        Passed to the fsspec filesystem (credentials, endpoint, ...); never shown.
+        The filesystem's options (credentials, endpoint, ...), as fsspec takes them; never
+        shown.
     """
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
-        import fsspec
-
         self.url = url
         self.location = redact(url)
         self._key = key = (url, StorageOptions(storage_options).json)
-        try:
-            self._fs, self._path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
-            handed = _RECENT.get(key)
-            info = handed.info if handed else self._retrying(self._fs.info, self._path)
-        except FileNotFoundError as exc:
-            msg = f"no such object: {self.location}"
-            raise SlideNotFoundError(msg) from exc
-        except WsiArrayError:
-            raise
-        except Exception as exc:
-            what = "cannot be opened"
-            raise self._error(what, exc) from exc
+        handed = _RECENT.get(key)
+        info = handed.info if handed else self._head()
         self.size = int(info["size"])
         #: "file", or "directory" for a prefix (a folder of objects) in storage
         self.kind = str(info.get("type", "file"))
@@ -224,6 +237,17 @@ class FsspecStore(ByteStore):
         if handed is None:
             _RECENT.put(key, _Handoff(info, {}))
 
+    @abc.abstractmethod
+    def _head(self) -> Mapping[str, Any]:
+        """The object's info now: ``size``, its ETag or mtime, ``type`` (one request).
+
+        Raises :class:`SlideNotFoundError` for a missing object and a :class:`WsiArrayError`
+        naming the URL for any other failure, after retries."""
+
+    @abc.abstractmethod
+    def _fetch(self, starts: list[int], ends: list[int]) -> Sequence[Any]:
+        """The bytes of each ``[start, end)``, fetched concurrently (buffers), after retries."""
+
     def read(self, offset: int, count: int) -> bytes:
         # docstring inherited
         return self.read_ranges([(offset, count)])[0]
@@ -231,16 +255,12 @@ class FsspecStore(ByteStore):
     def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         # docstring inherited
         merged = _merge(ranges)
-        starts = [start for start, _ in merged]
-        ends = [end for _, end in merged]
-        blobs = self._retrying(
-            self._fs.cat_ranges, [self._path] * len(merged), starts, ends, on_error="raise"
-        )
+        blobs = self._fetch([start for start, _ in merged], [end for _, end in merged])
         out = []
         for offset, count in ranges:
             index = _containing(merged, offset)
             start = offset - merged[index][0]
-            out.append(bytes(blobs[index][start : start + count]))
+            out.append(bytes(memoryview(blobs[index])[start : start + count]))
         return out
 
     def open(self) -> BinaryIO:
@@ -265,9 +285,42 @@ class FsspecStore(ByteStore):
         # docstring inherited
         return self._stamp
 
-    def current_stamp(self) -> tuple[Any, ...]:
-        """The object's stamp as the server gives it now (one request)."""
-        return object_stamp(self._retrying(self._fs.info, self._path, refresh=True))
+    def _error(self, what: str, exc: BaseException) -> WsiArrayError:
+        # the first line: obstore appends its whole debug rendering of the error after it
+        first = next(iter(str(exc).splitlines()), "")
+        text = redact(f"{type(exc).__name__}: {first}")
+        return WsiArrayError(f"{self.location}: {what} ({text})")
+
+
+class FsspecStore(RemoteStore):
+    """An object behind any fsspec URL, its ranges fetched by ``cat_ranges`` and retried here
+    with backoff on transient failures (5xx, resets, timeouts)."""
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        import fsspec
+
+        try:
+            self._fs, self._path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        except Exception as exc:
+            msg = redact(f"{url}: cannot be opened ({type(exc).__name__}: {exc})")
+            raise WsiArrayError(msg) from exc
+        super().__init__(url, storage_options)
+
+    def _head(self) -> Mapping[str, Any]:
+        try:
+            return self._retrying(self._fs.info, self._path)
+        except FileNotFoundError as exc:
+            msg = f"no such object: {self.location}"
+            raise SlideNotFoundError(msg) from exc
+        except WsiArrayError:
+            raise
+        except Exception as exc:
+            what = "cannot be opened"
+            raise self._error(what, exc) from exc
+
+    def _fetch(self, starts: list[int], ends: list[int]) -> Sequence[Any]:
+        paths = [self._path] * len(starts)
+        return self._retrying(self._fs.cat_ranges, paths, starts, ends, on_error="raise")
 
     def _retrying(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         """``call(*args)``, retried with backoff on transient failures (5xx, resets, timeouts)."""
@@ -285,15 +338,120 @@ class FsspecStore(ByteStore):
                         raise
                     reason = cause
                 if attempt == ATTEMPTS or not _transient(reason):
-                    what = f"failed after {attempt} attempt(s)"
+                    what = f"reading failed after {attempt} attempt(s)"
                     raise self._error(what, exc) from exc
                 time.sleep(wait)
                 wait *= 2
         raise AssertionError  # pragma: no cover - the loop returns or raises
 
-    def _error(self, what: str, exc: BaseException) -> WsiArrayError:
-        text = redact(f"{type(exc).__name__}: {exc}")
-        return WsiArrayError(f"{self.location}: reading {what} ({text})")
+
+class ObstoreStore(RemoteStore):
+    """An object in S3 read through obstore (Rust's ``object_store``), when the options say
+    all it needs (:func:`obstore_s3_config`).
+
+    Measured against s3fs on moto's S3 server (``python -m benchmarks.range_clients``, a
+    loaded 2-core machine): one 60 KB range 8.6 ms against 62 ms, and the 12 tile rows of a
+    2880² chunk 0.49 s against 3.5 s. The difference is s3fs/aiobotocore's Python work per
+    request (signing, parsing), which also holds the interpreter lock that the tile decoders
+    need. Retries are obstore's, set to the same policy as :class:`FsspecStore`'s.
+    """
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        from obstore.store import S3Store
+
+        config = obstore_s3_config(url, storage_options or {})
+        if config is None:
+            msg = f"{redact(url)}: these storage options need s3fs (obstore_s3_config)"
+            raise WsiArrayError(msg)
+        parts = urlsplit(url)
+        bucket, self._path = parts.netloc, parts.path.lstrip("/")
+        self._store = S3Store(bucket, **config)
+        super().__init__(url, storage_options)
+
+    def _head(self) -> Mapping[str, Any]:
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        try:
+            meta = obstore.head(self._store, self._path)
+        except (NotFoundError, FileNotFoundError) as exc:  # obstore raises the latter
+            msg = f"no such object: {self.location}"
+            raise SlideNotFoundError(msg) from exc
+        except Exception as exc:
+            what = "cannot be opened"
+            raise self._error(what, exc) from exc
+        return {"size": meta["size"], "ETag": meta.get("e_tag"), "type": "file"}
+
+    def _fetch(self, starts: list[int], ends: list[int]) -> Sequence[Any]:
+        import obstore
+
+        try:
+            # the ranges come merged (MERGE_GAP); obstore is asked not to merge them again
+            return obstore.get_ranges(self._store, self._path, starts=starts, ends=ends, coalesce=0)
+        except Exception as exc:
+            what = f"reading failed after {ATTEMPTS} attempt(s)"
+            raise self._error(what, exc) from exc
+
+
+#: The s3fs options :func:`obstore_s3_config` translates; any other sends the URL to s3fs.
+S3FS_OPTIONS = frozenset(
+    {"key", "secret", "token", "anon", "endpoint_url", "client_kwargs", "config_kwargs"}
+)
+
+
+def obstore_s3_config(url: str, options: Mapping[str, Any]) -> dict[str, Any] | None:
+    """obstore's ``S3Store`` settings for an ``s3://`` URL and s3fs-style ``storage_options``,
+    or None where s3fs should read it: obstore is not installed, an option has no
+    translation here, or the options leave to s3fs what obstore does not do the same way —
+    no credentials given (s3fs follows botocore's whole chain: profiles, SSO, instance roles)
+    or neither a region nor an endpoint (s3fs finds a bucket's region itself)."""
+    if not url.startswith("s3://") or set(options) - S3FS_OPTIONS:
+        return None
+    try:
+        import obstore  # noqa: F401 - only whether it is there
+    except ImportError:
+        return None
+    client = dict(options.get("client_kwargs") or {})
+    addressing = (options.get("config_kwargs") or {}).get("s3", {}).get("addressing_style")
+    if set(client) - {"endpoint_url", "region_name"} or set(options.get("config_kwargs") or {}) - {
+        "s3"
+    }:
+        return None
+    anon = bool(options.get("anon"))
+    if not anon and not (options.get("key") and options.get("secret")):
+        return None
+    endpoint = options.get("endpoint_url") or client.get("endpoint_url")
+    region = client.get("region_name")
+    if endpoint is None and region is None:
+        return None
+    config: dict[str, Any] = {
+        "retry_config": {
+            "max_retries": ATTEMPTS - 1,
+            "backoff": {
+                "init_backoff": timedelta(seconds=FIRST_WAIT),
+                "max_backoff": timedelta(seconds=FIRST_WAIT * 2 ** (ATTEMPTS - 1)),
+                "base": 2,
+            },
+            "retry_timeout": timedelta(seconds=60),
+        },
+    }
+    if anon:
+        config["skip_signature"] = True
+    else:
+        config["access_key_id"] = options["key"]
+        config["secret_access_key"] = options["secret"]
+        if options.get("token"):
+            config["session_token"] = options["token"]
+    if region:
+        config["region"] = region
+    if endpoint:
+        config["endpoint"] = endpoint
+        config["client_options"] = {"allow_http": endpoint.startswith("http://")}
+    if addressing == "path":
+        config["virtual_hosted_style_request"] = False
+    elif addressing not in (None, "auto", "virtual"):
+        return None
+    return config
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,8 +139,15 @@ def holds_dicom(folder: Path | UPath) -> Path | UPath | None:
 
 
 def storage_folder(url: str, storage_options: Mapping[str, Any] | None) -> UPath | None:
-    """The folder (prefix) in storage that ``url`` names, when it holds DICOM files; else
-    ``None`` (an object, nothing, or a prefix without DICOM files)."""
+    """The folder (prefix) in storage that ``url`` names, or ``None`` when it is no prefix.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        The prefix holds no DICOM files.
+    ReaderUnavailableError
+        wsidicom (and its universal_pathlib) is not installed.
+    """
     _import_wsidicom()  # reading folders in storage needs wsidicom's universal_pathlib
     from upath import UPath
 
@@ -148,9 +155,17 @@ def storage_folder(url: str, storage_options: Mapping[str, Any] | None) -> UPath
     try:
         if not folder.is_dir():
             return None
-        return folder if holds_dicom(folder) is not None else None
+        holds = holds_dicom(folder) is not None
     except (OSError, ValueError):
         return None
+    if not holds:
+        msg = (
+            f"{redact(url)} is a folder (prefix) in storage without DICOM files, not a slide. "
+            "Give the URL of the slide object itself, or of an OME-Zarr store (ending in "
+            ".zarr), or of a folder of DICOM WSI instances."
+        )
+        raise UnsupportedFormatError(msg)
+    return folder
 
 
 def _open_binary(path: Path | UPath) -> BinaryIO:
