@@ -53,3 +53,26 @@ def test_default_chunks_of_real_slides(sample_svs: Path, real_slide: Callable[[s
     assert wa.open(real_slide(NDPI), chunks=1000).image(0).data.chunksize == (1000, 3968, 3)
     openslide = wa.open(sample_svs, reader="openslide", chunks=500)
     assert openslide.image(0).data.chunksize == (480, 480, 3)
+
+
+def test_default_chunks_follow_a_distributed_client(sample_svs: Path) -> None:
+    # a default distributed client sets scheduler="dask.distributed": 25 tiles, 6000²
+    import dask
+
+    from wsiarray.chunks import DISTRIBUTED_CHUNK, default_chunk
+
+    slide = wa.open(sample_svs)
+    threaded = slide.image(0)
+    with dask.config.set(scheduler="dask.distributed"):
+        assert default_chunk() == DISTRIBUTED_CHUNK
+        assert dask_chunks((240, 240), (30000, 40000)) == (6000, 6000)
+        assert tiles_per_task((256, 256), (1.0, 1.0)) == (24, 24)
+        on_cluster = slide.image(0)
+        assert wa.open(sample_svs, chunks=500).image(0).data.chunksize == (480, 480, 3)
+    with dask.config.set(scheduler="threads"):
+        assert default_chunk() == DEFAULT_CHUNK
+    # an image built under each policy is its own (cached) array, with its own dask name
+    assert slide.image(0) is threaded
+    assert on_cluster.data.name != threaded.data.name
+    expected = dask_chunks((240, 240), slide.shape, DISTRIBUTED_CHUNK)
+    assert on_cluster.data.chunksize[:2] == expected != threaded.data.chunksize[:2]

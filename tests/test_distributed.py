@@ -57,3 +57,16 @@ def test_a_worker_killed_mid_computation_does_not_change_the_result(client, real
     pids = client.run(os.getpid)  # {worker address: process id}
     os.kill(next(iter(pids.values())), signal.SIGKILL)  # one worker process dies mid-way
     np.testing.assert_array_equal(future.result(timeout=120).values, expected)
+
+
+def test_default_chunks_on_a_cluster_are_larger_and_equal_threaded(client, real_slide) -> None:
+    from wsiarray.chunks import DISTRIBUTED_CHUNK, dask_chunks
+
+    slide = wa.open(real_slide("aperio/CMU-1-Small-Region.svs"))  # 2967 x 2220, 240-px tiles
+    on_cluster = slide.image(0)  # built while the client is dask's default scheduler
+    info = slide.metadata.levels[0]
+    assert on_cluster.data.chunksize[:2] == dask_chunks(info.tile, info.shape, DISTRIBUTED_CHUNK)
+    assert len(slide.image(0, chunks=2880).data.chunks[0]) == 2  # the threaded policy's
+    mean = on_cluster.mean(("y", "x")).compute().values
+    threaded = wa.open(real_slide("aperio/CMU-1-Small-Region.svs"), chunks=2880).image(0)
+    np.testing.assert_array_equal(mean, threaded.mean(("y", "x")).compute(scheduler="threads"))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 
 from wsiarray import geometry
-from wsiarray.chunks import DIRECT_READ_PIXELS, ChunksLike
+from wsiarray.chunks import DIRECT_READ_PIXELS, ChunksLike, default_chunk
 from wsiarray.errors import LevelError, OptionError, RegionError, ScaleError
 from wsiarray.sources import SlideMetadata, SourceSpec, redact, source_cache
 
@@ -441,6 +441,8 @@ class Slide:
     ) -> xr.DataArray:
         """The (cached) lazy image of a plan: building one costs more than a patch read."""
         chunks = self._chunks if chunks is None else chunks
+        if chunks is None and dask:  # the default follows the scheduler (a client may start)
+            chunks = default_chunk()
         key = (plan, chunks, dask)
         cache: dict[tuple[Any, ...], xr.DataArray] = self.__dict__.setdefault("_images", {})
         if key not in cache:

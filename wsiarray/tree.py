@@ -26,7 +26,13 @@ from wsiarray.arrays import (
     lazily_indexed,
     to_dask,
 )
-from wsiarray.chunks import ChunksLike, aligned_chunks, dask_chunks, scaled_chunks
+from wsiarray.chunks import (
+    ChunksLike,
+    aligned_chunks,
+    dask_chunks,
+    default_chunk,
+    scaled_chunks,
+)
 from wsiarray.geometry import ScalePlan, pixel_centres
 from wsiarray.sources import SlideMetadata, SourceSpec, redact
 
@@ -51,6 +57,9 @@ def image_at(
     ``plane`` picks one plane of a slide with planes (z, t): the image is that plane's
     ``(y, x, c)``, with the plane's coordinates as scalar coordinates.
     """
+    # resolved now: the dask name below must differ where the chunks do (a graph built
+    # before a distributed client started and one built after, in one process)
+    chunks = default_chunk() if chunks is None else chunks
     bands, dtype = len(meta.channels), np.dtype(meta.dtype)
     shape = (*plan.shape, bands)
     level_shape = meta.levels[plan.level].shape
