@@ -151,6 +151,7 @@ class TilePrefetcher:
         self._next = 0  # the first tile not yet submitted (or skipped)
         self._closed = False
         self._pool: ThreadPoolExecutor | None = None
+        self._thread_names = f"wsiarray-tiles-{id(self):x}"
 
     def _shared_bytes(self) -> int:
         """Most bytes the shared reads may hold: a row's carried rows across the region, or
@@ -198,7 +199,10 @@ class TilePrefetcher:
             for future in futures.values():
                 future.cancel()
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            # not waiting in one of its own threads (the garbage collector may close an
+            # iterator there), which would wait for itself
+            own = threading.current_thread().name.startswith(self._thread_names)
+            pool.shutdown(wait=not own, cancel_futures=True)
         with self._lock:
             self._blocks.clear()
             self._users.clear()
@@ -214,7 +218,7 @@ class TilePrefetcher:
     def _submit_until(self, stop: int) -> None:
         """Have the tiles up to ``stop`` (exclusive) decoding."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="wsiarray-tiles")
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix=self._thread_names)
         for index in range(self._next, min(stop, self.count)):
             self._futures[index] = self._pool.submit(self._tile, index)
         self._next = max(self._next, min(stop, self.count))
