@@ -40,6 +40,7 @@ def _silent_key(text: str) -> str:
         return "tile offset 0 (non-zero byte count) served without error"
     if "the reference failed" in text:
         error = text.split("the reference failed:", 1)[1].strip()
+        error = re.sub(r"0x[0-9a-f]+", "0xNN", error)
         return "damaged tile served; reference: " + re.sub(r"\d+", "N", error)[:70]
     if "differs from tifffile" in text:
         return "pixels differ from tifffile's decode of the mutant"
