@@ -91,7 +91,7 @@ def groups(outcomes: list[dict[str, Any]], seeds: dict[str, int]) -> dict[str, d
     return found
 
 
-def markdown(found: dict[tuple, dict[str, Any]], replay_args: str) -> str:
+def markdown(found: dict[tuple, dict[str, Any]], replay_args: dict[str, str]) -> str:
     order = {c: i for i, c in enumerate(("crash", "hang", "memory", "other_exception", "silent"))}
     lines = []
     for key, group in sorted(
@@ -113,7 +113,7 @@ def markdown(found: dict[tuple, dict[str, Any]], replay_args: str) -> str:
             "```",
             ex["text"].strip()[:1500],
             "```",
-            f"- reproduce: `python -m fuzz --replay {ex['id']}{replay_args}`",
+            f"- reproduce: `python -m fuzz --replay {ex['id']}{replay_args.get(ex['id'], '')}`",
         ]
         others = [m for m in group["mutants"] if m != ex["id"]][:5]
         if others:
@@ -125,17 +125,18 @@ def markdown(found: dict[tuple, dict[str, Any]], replay_args: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     paths = [Path(p) for p in (argv if argv is not None else sys.argv[1:])]
     outcomes: list[dict[str, Any]] = []
-    replay_args = ""
+    replay_args: dict[str, str] = {}
     seeds: dict[str, int] = {}
     for path in paths:
         data = json.loads(path.read_text())
         outcomes += [o for o in data["outcomes"] if o["outcome"] in run.FAILURES]
         config = data["config"]
-        replay_args = f" --timeout {config['timeout']:g}"
+        args = f" --timeout {config['timeout']:g}"
         if config["max_level_pixels"] != 50_000_000:
-            replay_args += f" --max-level-pixels {config['max_level_pixels']:g}"
+            args += f" --max-level-pixels {config['max_level_pixels']:g}"
         for o in data["outcomes"]:
             seeds[o["id"]] = data["seed"]
+            replay_args[o["id"]] = args
     print(markdown(groups(outcomes, seeds), replay_args))
     return 0
 
