@@ -209,6 +209,6 @@ def test_an_s3_endpoint_that_does_not_answer_is_a_clear_error_that_hides_the_sec
         "client_kwargs": {"endpoint_url": "http://127.0.0.1:9", "region_name": "us-east-1"},
     }
     assert obstore_s3_config("s3://nobody-home/slide.svs", options) is not None
-    with pytest.raises(wa.WsiArrayError, match="s3://nobody-home/slide.svs") as error:
+    with pytest.raises(wa.WsiArrayError, match=r"s3://nobody-home/slide\.svs") as error:
         wa.open("s3://nobody-home/slide.svs", storage_options=options)
     assert "s3cret-value" not in str(error.value)
