@@ -753,12 +753,26 @@ def _reference_job(entry: corpus_mod.Entry, folder: Path) -> None:
     (folder / "meta.json").write_text(json.dumps(meta))
 
 
+def _code_digest() -> str:
+    """A hash of wsiarray's source: the originals' pixels are read again when the code changes
+    (a decoder fix must not make every untouched tile look wrong)."""
+    import hashlib
+
+    import wsiarray
+
+    h = hashlib.sha256()
+    for file in sorted(Path(wsiarray.__file__).parent.rglob("*.py")):
+        h.update(file.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def references(entries: list[corpus_mod.Entry], config: Config) -> dict[str, Path]:
     """The reference folder of each entry (made once per machine, in child processes)."""
     out: dict[str, Path] = {}
     todo = []
     for entry in entries:
-        folder = corpus_mod.cache_dir() / "refs" / f"{entry.name}-{corpus_mod.digest(entry.path)}"
+        name = f"{entry.name}-{corpus_mod.digest(entry.path)}-{_code_digest()}"
+        folder = corpus_mod.cache_dir() / "refs" / name
         out[entry.name] = folder
         if not (folder / "meta.json").exists():
             todo.append((entry, folder))
