@@ -274,3 +274,23 @@ def test_no_helpers_where_omp_num_threads_is_1(monkeypatch: pytest.MonkeyPatch) 
     crew = _Crew()
     crew.run(list(range(50)), lambda unit: None)
     assert crew._pool is None
+
+
+def test_a_forked_child_starts_with_no_readers_and_no_helpers() -> None:
+    import os
+    import warnings
+
+    from wsiarray.sources._tifftiles import _CREW
+
+    _CREW.run(list(range(40)), lambda unit: None)
+    read, write = os.pipe()
+    with warnings.catch_warnings():  # "multi-threaded, fork() may deadlock": the child only
+        warnings.simplefilter("ignore", DeprecationWarning)  # writes to a pipe and exits
+        pid = os.fork()
+    if pid == 0:  # the child: report its crew's state, then leave without cleanup
+        os.write(write, f"{_CREW._busy} {_CREW._pool is None}".encode())
+        os._exit(0)
+    os.close(write)
+    assert os.read(read, 100) == b"0 True"
+    os.close(read)
+    os.waitpid(pid, 0)

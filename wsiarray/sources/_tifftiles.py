@@ -158,6 +158,10 @@ class _Crew:
             with self._lock:
                 self._busy -= 1
 
+    def forget(self) -> None:
+        """Start afresh in a forked child: the parent's helpers, reads and lock are not there."""
+        self.__init__()  # type: ignore[misc]
+
     def _executor(self) -> ThreadPoolExecutor:
         """The helpers' pool (a new one in a forked child, where the parent's threads are not)."""
         if self._pool is None or self._pid != os.getpid():
@@ -170,6 +174,8 @@ class _Crew:
 
 
 _CREW = _Crew()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_CREW.forget)
 
 
 @dataclass(frozen=True, slots=True)
