@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # NO_MKDOCS_2_WARNING silences mkdocs-material's banner about its successor.
 DOCS_BUILD := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
-.PHONY: setup demo test docs lint bench clean
+.PHONY: setup demo test docs lint bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ docs: setup
 bench: setup
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python -m benchmarks --quick
+
+# a seeded mutation-fuzzing run over every reader's formats (fuzz/README.md); the report
+# lists each failure with its reproducer: make fuzz N=1500 SEED=1
+N ?= 1500
+SEED ?= 1
+fuzz: setup
+	$(BIN)/python -m fuzz --seed $(SEED) --count $(N) --timeout 30 --report fuzz-report.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info
