@@ -48,8 +48,6 @@ CMU = (
 #: the environment variable that tells a case where the servers are
 ENV = "WSIARRAY_BENCH_REMOTE"
 BUCKET = "bench"
-#: the slide the remote cases read, in both modes (the suite's quick slide, 4.4 MB)
-SLIDE_NAME = "bench-8000x6000-q80.svs"
 #: seconds the runner waits before counting: a server logs a request after answering it
 SETTLE = 0.05
 
@@ -322,14 +320,14 @@ def _fmt(value: float | None, spec: str = ".2f", suffix: str = "x") -> str:
     return "" if value is None else f"{value:{spec}}{suffix}"
 
 
-def report(by_name: dict[str, dict[str, Any]], repeat: int) -> list[str]:
+def report(by_name: dict[str, dict[str, Any]], repeat: int, slide_name: str) -> list[str]:
     """The remote table (one row per location and library) and the issue's goals for it."""
     rows = {(w, lib): by_name.get(f"remote: {lib}, {w}") for w in LOCATIONS for lib in LIBRARIES}
     rate = {(key, what): _rate(row, what) for key, row in rows.items() for what in ("mean", "p")}
     patches = next((int(r["patches"]) for r in rows.values() if r and "patches" in r), 0)
     lines = [
         (
-            f"Remote: `{SLIDE_NAME}` read from a local file, from S3 (moto's server) and over "
+            f"Remote: `{slide_name}` read from a local file, from S3 (moto's server) and over "
             f"HTTP (0 and 20 ms added per request); medians of {repeat} runs, each in a fresh "
             "process. open: open + level sizes; level-0 mean on 2 threads; "
             f"{patches} random 256² patches one after the other; requests counted by the "
@@ -371,7 +369,7 @@ def report(by_name: dict[str, dict[str, Any]], repeat: int) -> list[str]:
     for where in LOCATIONS:
         row = rows[where, "wsiarray"]
         if where != "local" and row and "open_requests" in row:
-            lines.append(_goal(f"open requests, {SLIDE_NAME}, {where}", row["open_requests"]))
+            lines.append(_goal(f"open requests, {slide_name}, {where}", row["open_requests"]))
             if "cmu_open_requests" in row:
                 lines.append(
                     _goal(

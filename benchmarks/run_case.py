@@ -11,7 +11,7 @@ import resource
 import sys
 import time
 
-from benchmarks import cases, remote
+from benchmarks import cases, compat_speed, remote
 
 #: name → (function, keyword arguments); the libraries a case uses are imported untimed
 CASES = {
@@ -78,6 +78,8 @@ CASES = {
     "first read: large_image": (cases.first_pixel, {"library": "large_image"}),
     # a slide in object storage and over HTTP: the runner starts the servers (benchmarks/remote.py)
     **remote.cases(),
+    # the compat layer against the raw limit of the level it reads (issue 14)
+    **compat_speed.cases(),
 }
 
 
