@@ -41,7 +41,9 @@ def open(
         plain images, zarr for OME-Zarr stores.
     chunks : int or (int, int), optional
         Largest dask chunk side in pixels, rounded down to whole native tiles: by default 3072
-        (:func:`wsiarray.chunks.dask_chunks`; 2880 for 240-px tiles).
+        (:func:`wsiarray.chunks.dask_chunks`; 2880 for 240-px tiles), or 6144 when a
+        ``dask.distributed`` client is dask's scheduler as the image is built (fewer, larger
+        tasks: :func:`wsiarray.chunks.default_chunk`).
     reader_options : mapping, optional
         Passed to the reader, e.g. ``{"series": 1}`` for tifffile or ``{"max_pixels": N}``
         for Pillow.
