@@ -436,3 +436,37 @@ def test_a_prefix_without_dicom_files_is_refused_naming_it(s3_server, real_slide
     s3_server.upload("dicom-none", {"notes/readme.txt": real_slide(BPAEC) / "readme.txt"})
     with pytest.raises(wa.UnsupportedFormatError, match=r"s3://dicom-none/notes.*DICOM"):
         wa.open("s3://dicom-none/notes", storage_options=s3_server.storage_options)
+
+
+# -- damaged series (issue 15's fuzzing: a tag of one instance changed) ---------------------------
+
+
+def _tampered_bpaec(tmp_path: Path, real_slide, name: str, **values: object) -> Path:
+    folder = tmp_path / "BPAEC"
+    shutil.copytree(real_slide(BPAEC), folder)
+    dataset = pydicom.dcmread(folder / name)
+    for key, value in values.items():
+        setattr(dataset, key, value)
+    dataset.save_as(folder / name)
+    return folder
+
+
+def test_a_level_wsidicom_leaves_out_is_refused_naming_it(tmp_path, real_slide) -> None:
+    # an ImageType that says no VOLUME: wsidicom ignores the instance, and the series would
+    # open a level short (the fuzzer's mutant lost BPAEC's base level this way)
+    folder = _tampered_bpaec(tmp_path, real_slide, "5_0", ImageType=["X"])
+    with pytest.raises(wa.UnsupportedFormatError, match=r"5_0 \(no image type\)"):
+        wa.open(folder)
+
+
+def test_a_level_of_another_frame_size_is_refused(tmp_path, real_slide) -> None:
+    # a tampered Rows: wsidicom leaves the level out of the series' pyramid ...
+    folder = _tampered_bpaec(tmp_path, real_slide, "9_0", Rows=1)
+    with pytest.raises(wa.UnsupportedFormatError, match=r"9_0 \(VOLUME image type\)"):
+        wa.open(folder)
+    # ... and when it is the largest level there, wsidicom takes it for the base and leaves
+    # the others out: refused too, never a quietly smaller pyramid
+    for name in ("1_Map", "2", "5_0", "6_0", "7_0"):
+        (folder / name).unlink()
+    with pytest.raises(wa.UnsupportedFormatError, match=r"leaves out instance\(s\) .*8_0"):
+        wa.open(folder)

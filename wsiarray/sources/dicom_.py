@@ -567,10 +567,20 @@ class DicomSource(SlideSource):
                     "damaged or incomplete."
                 )
                 raise CorruptTileError(msg) from exc
+            pixels = np.asarray(pixels)
+            if pixels.size != (y1 - y0) * (x1 - x0) * self._samples:
+                # a tampered Rows/Columns: wsidicom stitches frames of another size
+                msg = (
+                    f"{_files_of(wsi_level) or self._label}: pixels y={y0}:{y1}, x={x0}:{x1} "
+                    f"of level {level} read as {pixels.shape}, not {y1 - y0} x {x1 - x0} x "
+                    f"{self._samples}: the instance's frame size (Rows, Columns) does not match "
+                    "its frames. The file is damaged."
+                )
+                raise CorruptTileError(msg)
             planes.append(pixels)
         if self._samples > 1:
-            return np.asarray(planes[0])
-        return np.stack([np.asarray(p).reshape(y1 - y0, x1 - x0) for p in planes], axis=-1)
+            return planes[0].reshape(y1 - y0, x1 - x0, self._samples)
+        return np.stack([p.reshape(y1 - y0, x1 - x0) for p in planes], axis=-1)
 
     @override
     def read_associated(self, name: str, /) -> np.ndarray:
@@ -686,7 +696,6 @@ def _open_files(wsidicom: Any, path: Path | UPath) -> tuple[WsiDicom, tuple[Any,
     folder = path if path.is_dir() else path.parent
     instances = _scan_folder(folder)
     members = _series_members(path, instances)
-    volumes = [i for i in members if i.image_type == "VOLUME"]
     from wsidicom.codec import Codec
 
     readable = []
@@ -724,14 +733,30 @@ def _open_files(wsidicom: Any, path: Path | UPath) -> tuple[WsiDicom, tuple[Any,
             "file to read, or keep one of each in the folder."
         )
         raise UnsupportedFormatError(msg)
-    opened = {_identity(file) for file in wsi.files or []}
-    dropped = [i.path for i in volumes if _identity(i.path) not in opened]
+    # the files of the pyramids' levels: wsidicom keeps a file open that it did not place
+    opened = {
+        _identity(file)
+        for pyramid in wsi.pyramids
+        for level in pyramid.levels
+        for instance in level.instances.values()
+        for file in getattr(instance.image_data, "files", None) or []
+    }
+    # a level, or an instance whose ImageType lacks the value that says what it is, that
+    # wsidicom leaves out would make a quietly smaller pyramid (a tampered ImageType lost
+    # BPAEC's base level); others it leaves out (an associated image, BPAEC's
+    # REGIONLOCALIZER map) are only those images missing
+    dropped = [
+        f"{i.path} ({i.image_type or 'no'} image type)"
+        for i in readable
+        if i.image_type in ("VOLUME", "") and _identity(i.path) not in opened
+    ]
     if dropped:
         wsi.close()
         msg = (
-            f"{path}: wsidicom leaves out level instance(s) {', '.join(map(str, dropped))} of the "
-            "series (their tile size or UIDs do not match the base level's, or an attribute "
-            "it needs is missing): the pyramid would be incomplete"
+            f"{path}: wsidicom leaves out instance(s) {', '.join(dropped)} of the series (a "
+            "level needs image type VOLUME, and a tile size and UIDs that match the base "
+            "level's): the pyramid would be incomplete. The file is damaged or not of this "
+            "series."
         )
         raise UnsupportedFormatError(msg)
     return wsi, version
