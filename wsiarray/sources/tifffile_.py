@@ -8,6 +8,7 @@ tifffile reads as a pyramid series.
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import tifffile
-from tifffile import COMPRESSION, PHOTOMETRIC, RESUNIT
+from tifffile import COMPRESSION, PHOTOMETRIC, PLANARCONFIG, RESUNIT
 
 from wsiarray.errors import CorruptTileError, TruncatedFileError, UnsupportedFormatError
 from wsiarray.sources import _vendor
@@ -56,6 +57,19 @@ TEXT_TAGS = ("ImageDescription", "Make", "Model", "Software", "DateTime", "Artis
 #: (SHORT, LONG, LONG8).
 SIZE_TAGS = (256, 257)
 INTEGER_TYPE_SIZES = {3: 2, 4: 4, 16: 8}
+#: SubIFDs, and the byte sizes of the TIFF types its offsets may have (LONG, IFD, LONG8, IFD8).
+SUBIFDS_TAG = 330
+SUBIFD_TYPE_SIZES = {4: 4, 13: 4, 16: 8, 18: 8}
+
+#: Tags that size an image or its tiles: ImageWidth, ImageLength, TileWidth, TileLength.
+GEOMETRY_TAGS = (256, 257, 322, 323)
+#: SamplesPerPixel beyond which a directory is taken for damaged: channels of fluorescence
+#: slides are pages, not samples, and a tile of more samples would be mostly declaration.
+MAX_SAMPLES = 64
+
+#: Image directories beyond which a chain is taken for damaged (a long time series has
+#: thousands of pages; tifffile stops counting at 2**32).
+MAX_DIRECTORIES = 1_000_000
 
 RGB_BANDS = {3: ("R", "G", "B"), 4: ("R", "G", "B", "A")}
 #: TIFF ResolutionUnit values that name a length (1, no unit, is a placeholder: ignored).
@@ -110,7 +124,7 @@ class TifffileSource(SlideSource):
             # directories read through one file object: for a URL its blocks are cached, so
             # the chain walk and tifffile's parse share the few requests they cost
             handle = self._store.open()
-            _check_ifd_chain(handle, self._store.size, self.location)
+            _check_ifd_chain(handle, self._store.size, self.location, ndpi=_is_ndpi_name(path))
             handle.seek(0)
             self._tif = tifffile.TiffFile(handle, name=Path(str(path)).name)
         except BaseException:
@@ -233,21 +247,24 @@ class TifffileSource(SlideSource):
                 raise UnsupportedFormatError(msg)
 
     def _check_complete(self) -> None:
+        """Refuse at open a level whose declared geometry its directory does not back up.
+
+        A damaged size, tile size or SamplesPerPixel would otherwise reach the arrays: a tile
+        grid larger than the offsets listed (an IndexError at the first read), an output
+        array allocated for billions of samples, a float or 0 shape. Everything here is
+        checked against the directories and the file size, before anything is allocated in
+        proportion to a declared size.
+        """
         size = self._store.size
-        series = [*self._series.levels, *self._associated_series().values()]
-        for level in series:
+        for index, level in enumerate(self._series.levels):
+            _check_geometry(level.keyframe, f"{self.path}: level {index}")
             for page in level.pages:
-                if page is None:
-                    continue
-                ends = [
-                    o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=True) if o
-                ]
-                if ends and max(ends) > size:
-                    msg = (
-                        f"{self.path} is truncated: it has {size:,} bytes but its image data "
-                        f"reaches byte {max(ends):,}. Copy the file again completely."
-                    )
-                    raise TruncatedFileError(msg)
+                if page is not None:
+                    _check_data(page, level.keyframe, f"{self.path}: level {index}", size)
+        for name, series in self._associated_series().items():
+            for page in series.pages:
+                if page is not None:
+                    _check_data(page, None, f"{self.path}: the {name} image", size)
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -449,8 +466,127 @@ class TifffileSource(SlideSource):
         return self._store.stamp() if is_remote(self.path) else None
 
 
-def _check_ifd_chain(fh: BinaryIO, size: int, path: str) -> None:
-    """Walk the chain of image directories, refusing a cut-off file and a 0-pixel image.
+def _check_geometry(page: tifffile.TiffPage, where: str) -> None:
+    """Refuse a level whose sizes, tile sizes or samples are not those of an image.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        A size or tile size that is not one positive integer (a tag whose type became FLOAT,
+        or whose count changed), or SamplesPerPixel at odds with BitsPerSample's count or the
+        photometric interpretation.
+    """
+    for tag in GEOMETRY_TAGS:
+        entry = page.tags.get(tag)
+        if entry is None:
+            continue
+        value = entry.value
+        if (
+            entry.dtype not in INTEGER_TYPE_SIZES
+            or entry.count != 1
+            or isinstance(value, bool)
+            or not isinstance(value, int | np.integer)
+            or value < 0
+            or (value == 0 and tag in SIZE_TAGS)  # a 0 tile size is named with its grid
+        ):
+            name = tifffile.TIFF.TAGS.get(tag, str(tag))
+            type_name = (
+                tifffile.DATATYPE(entry.dtype).name
+                if entry.dtype in set(tifffile.DATATYPE)
+                else str(entry.dtype)
+            )
+            msg = (
+                f"{where} declares {name} = {value!r} ({entry.count} value(s) of type "
+                f"{type_name}); a size must be one positive integer, so the file is damaged"
+            )
+            raise UnsupportedFormatError(msg)
+    samples = page.samplesperpixel
+    bits = page.tags.get("BitsPerSample")
+    bits_count = bits.count if bits is not None else 1
+    colour = page.photometric in COLOUR
+    if (
+        not 1 <= samples <= MAX_SAMPLES
+        or bits_count not in (1, samples)
+        or (colour and samples < len(RGB_BANDS[3]))
+    ):
+        msg = (
+            f"{where} declares SamplesPerPixel = {samples} with {bits_count} BitsPerSample "
+            f"value(s) and photometric {getattr(page.photometric, 'name', page.photometric)}; "
+            "these do not describe one image, so the file is damaged"
+        )
+        raise UnsupportedFormatError(msg)
+
+
+def _check_data(
+    page: tifffile.TiffPage | tifffile.TiffFrame,
+    keyframe: tifffile.TiffPage | None,
+    where: str,
+    size: int,
+) -> None:
+    """Refuse a page whose tiles the declared tile grid does not match, or past the file's end.
+
+    ``keyframe``: the level's page giving the grid (``None`` for an associated image, whose
+    strips tifffile decodes whole and checks itself).
+
+    Raises
+    ------
+    UnsupportedFormatError
+        TileOffsets and TileByteCounts (or the strips') do not list one entry per tile of the
+        grid the image and tile sizes make.
+    TruncatedFileError
+        A tile's data ends past the end of the file.
+    """
+    offsets = np.asarray(page.dataoffsets, dtype=np.uint64)
+    counts = np.asarray(page.databytecounts, dtype=np.uint64)
+    if keyframe is not None:
+        expected = _tile_count(keyframe)
+        if expected is not None and (len(offsets) != expected or len(counts) != expected):
+            kind = "tiles" if keyframe.is_tiled else "strips"
+            msg = (
+                f"{where} is a {keyframe.imagewidth} x {keyframe.imagelength} image of "
+                f"{expected:,} {kind}, but its directory lists {len(offsets):,} offsets and "
+                f"{len(counts):,} byte counts; the file is damaged"
+            )
+            raise UnsupportedFormatError(msg)
+    elif len(offsets) != len(counts):
+        msg = (
+            f"{where} lists {len(offsets):,} offsets and {len(counts):,} byte counts; the file "
+            "is damaged"
+        )
+        raise UnsupportedFormatError(msg)
+    if not len(offsets):
+        return
+    # offset 0 is not data (a tile the file does not store, or damage named at its read)
+    ends = np.where(offsets > 0, offsets + counts, 0)
+    end = int(ends.max())
+    if end > size:
+        msg = (
+            f"{where}: the file is truncated: it has {size:,} bytes but the image data reaches "
+            f"byte {end:,}. Copy the file again completely."
+        )
+        raise TruncatedFileError(msg)
+
+
+def _tile_count(page: tifffile.TiffPage) -> int | None:
+    """Tiles (or strips) a page's sizes declare: its grid, times the samples if stored apart
+    (``None`` for a 0 tile size, which the level's tile grid names)."""
+    contiguous = page.samplesperpixel > 1 and page.planarconfig == PLANARCONFIG.CONTIG
+    dims = page.chunks[:-1] if contiguous else page.chunks
+    height, width = dims[-2], dims[-1]
+    if height <= 0 or width <= 0:
+        return None
+    grid = math.ceil(page.imagelength / height) * math.ceil(page.imagewidth / width)
+    separate = page.planarconfig == PLANARCONFIG.SEPARATE and page.samplesperpixel > 1
+    depth = math.ceil(page.imagedepth / max(page.tiledepth, 1)) if page.is_tiled else 1
+    return grid * depth * (page.samplesperpixel if separate else 1)
+
+
+def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) -> None:
+    """Walk the chain of image directories, refusing a cut-off file, a loop and a 0-pixel image.
+
+    Bounded: each directory is visited once, at most :data:`MAX_DIRECTORIES` of them, each
+    within the file. ``ndpi``: the file is read as NDPI (tifffile does so by its name), whose
+    next-directory offsets are 64-bit.
 
     tifffile drops directories past the end of a cut-off file with only a log message,
     which would silently hide levels or associated images. A directory whose ImageWidth or
@@ -462,7 +598,7 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str) -> None:
     TruncatedFileError
         A directory lies past the end of the file.
     UnsupportedFormatError
-        A directory declares a 0-pixel wide or high image.
+        A directory declares a 0-pixel wide or high image, or the chain loops.
     """
     fh.seek(0)
     header = fh.read(16)
@@ -470,9 +606,28 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str) -> None:
     big = int.from_bytes(header[2:4], order) == 43
     count_size, entry_size, offset_size = (8, 20, 8) if big else (2, 12, 4)
     offset = int.from_bytes(header[8:16] if big else header[4:8], order)
-    seen: set[int] = set()
-    while offset and offset not in seen and len(seen) < 1_000_000:
-        seen.add(offset)
+    if ndpi and not big and order == "little":
+        offset_size = 8  # NDPI: the next directory's offset, then its high 32 bits
+    seen: dict[int, int] = {}
+    previous = 0
+    while offset:
+        if offset in seen:
+            # tifffile finds no loop in an NDPI (it read pages forever) and drops the
+            # directories after a loop elsewhere: a quietly smaller pyramid
+            msg = (
+                f"{path}: image directory {len(seen) - 1} (at byte {previous:,}) points back "
+                f"to directory {seen[offset]} (at byte {offset:,}) as the next one: the chain "
+                "of directories loops, so the file is damaged"
+            )
+            raise UnsupportedFormatError(msg)
+        if len(seen) >= MAX_DIRECTORIES:
+            msg = (
+                f"{path}: the file's chain of image directories goes on past "
+                f"{MAX_DIRECTORIES:,} directories; the file is damaged"
+            )
+            raise UnsupportedFormatError(msg)
+        seen[offset] = len(seen)
+        previous = offset
         fh.seek(offset)
         count_bytes = fh.read(count_size)
         count = int.from_bytes(count_bytes, order)
@@ -484,6 +639,9 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str) -> None:
             )
             raise TruncatedFileError(msg)
         entries = fh.read(count * entry_size + offset_size)
+        _check_size_types(
+            entries, count, entry_size, order, f"{path}: image directory {len(seen) - 1}"
+        )
         width, length = (_inline_value(entries, count, entry_size, tag, order) for tag in SIZE_TAGS)
         if width == 0 or length == 0:
             msg = (
@@ -492,7 +650,94 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str) -> None:
                 "the file is damaged"
             )
             raise UnsupportedFormatError(msg)
+        for what, at in _subifd_offsets(fh, entries, count, entry_size, order, size):
+            if at + count_size > size:
+                # tifffile leaves out SubIFDs past the end with a log message: a SubIFD
+                # pyramid cut short opened with 1 of its 3 levels
+                msg = (
+                    f"{path} is truncated: it has {size:,} bytes but image directory "
+                    f"{len(seen) - 1} lists {what} at byte {at:,}. Copy the file again "
+                    "completely."
+                )
+                raise TruncatedFileError(msg)
+            if what == "a SubIFD":
+                fh.seek(at)
+                sub_count = int.from_bytes(fh.read(count_size), order)
+                if at + count_size + sub_count * entry_size > size:
+                    msg = (
+                        f"{path} is truncated: it has {size:,} bytes but the SubIFD at byte "
+                        f"{at:,} of image directory {len(seen) - 1} ends past it. Copy the file "
+                        "again completely."
+                    )
+                    raise TruncatedFileError(msg)
+                _check_size_types(
+                    fh.read(sub_count * entry_size),
+                    sub_count,
+                    entry_size,
+                    order,
+                    f"{path}: the SubIFD at byte {at:,} of image directory {len(seen) - 1}",
+                )
         offset = int.from_bytes(entries[-offset_size:], order)
+
+
+def _check_size_types(
+    entries: bytes, count: int, entry_size: int, order: Literal["little", "big"], where: str
+) -> None:
+    """Refuse a directory whose size or tile size is not one integer (SHORT, LONG or LONG8).
+
+    tifffile leaves such a page out of its series: a SubIFD level whose ImageLength became
+    FLOAT was a quietly smaller pyramid, one in the chain a float shape in the arrays.
+    """
+    value_at = 4 + (entry_size - 4) // 2
+    for start in range(0, count * entry_size, entry_size):
+        tag = int.from_bytes(entries[start : start + 2], order)
+        if tag not in GEOMETRY_TAGS:
+            continue
+        dtype = int.from_bytes(entries[start + 2 : start + 4], order)
+        number = int.from_bytes(entries[start + 4 : start + value_at], order)
+        if dtype not in INTEGER_TYPE_SIZES or number != 1:
+            name = tifffile.TIFF.TAGS.get(tag, str(tag))
+            kind = f" ({tifffile.DATATYPE(dtype).name})" if dtype in set(tifffile.DATATYPE) else ""
+            msg = (
+                f"{where} declares {name} as {number} value(s) of TIFF type {dtype}{kind}; a "
+                "size must be one integer (SHORT, LONG or LONG8), so the file is damaged"
+            )
+            raise UnsupportedFormatError(msg)
+
+
+def _subifd_offsets(
+    fh: BinaryIO,
+    entries: bytes,
+    count: int,
+    entry_size: int,
+    order: Literal["little", "big"],
+    size: int,
+) -> list[tuple[str, int]]:
+    """The offsets a directory's SubIFDs tag (330) lists (LONG, IFD, LONG8 or IFD8), each
+    with what it is; the list's own end where the list lies past the end of the file."""
+    value_at = 4 + (entry_size - 4) // 2
+    for start in range(0, count * entry_size, entry_size):
+        if int.from_bytes(entries[start : start + 2], order) != SUBIFDS_TAG:
+            continue
+        dtype = int.from_bytes(entries[start + 2 : start + 4], order)
+        width = SUBIFD_TYPE_SIZES.get(dtype)
+        number = int.from_bytes(entries[start + 4 : start + value_at], order)
+        if width is None or not 0 < number <= MAX_DIRECTORIES:
+            return []  # not offsets: tifffile does not read them as SubIFDs either
+        field = entries[start + value_at : start + entry_size]
+        if number * width <= len(field):
+            raw = field[: number * width]
+        else:
+            where = int.from_bytes(field, order)
+            if where + number * width > size:
+                return [("the offsets of its SubIFDs ending", where + number * width)]
+            fh.seek(where)
+            raw = fh.read(number * width)
+        return [
+            ("a SubIFD", int.from_bytes(raw[i : i + width], order))
+            for i in range(0, number * width, width)
+        ]
+    return []
 
 
 def _inline_value(
@@ -507,6 +752,12 @@ def _inline_value(
                 return None
             return int.from_bytes(entries[start + value_at : start + value_at + width], order)
     return None
+
+
+def _is_ndpi_name(location: Path | str) -> bool:
+    """Whether tifffile reads the file as NDPI: it decides by the name's suffix."""
+    path = PurePosixPath(urlsplit(str(location)).path) if is_remote(location) else Path(location)
+    return path.suffix.lower() == ".ndpi"
 
 
 def _is_reduced_copy(page: tifffile.TiffPage, base: tifffile.TiffPage) -> bool:

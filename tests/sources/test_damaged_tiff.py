@@ -1,0 +1,190 @@
+"""Damaged TIFF slides (issue 15's fuzz triage): each a minimal mutation of a real slide,
+written here into a copy in ``tmp_path``, refused with a specific error that names the file
+(and the level), or read as the damage allows, never a stray exception, hang or wrong pixels."""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import tifffile
+
+import wsiarray as wa
+
+CMU = "aperio/CMU-1-Small-Region.svs"
+TCGA = "aperio/tcga-cr-7395-01a-01-ts1.svs"
+NDPI = "hamamatsu/test3-DAPI-2-(387).ndpi"
+
+
+def _copy(source: Path, tmp_path: Path) -> tuple[Path, bytearray]:
+    return tmp_path / source.name, bytearray(source.read_bytes())
+
+
+def _entry(source: Path, page: int, tag: str) -> int:
+    """The file offset of ``tag``'s 12-byte directory entry in page ``page``."""
+    with tifffile.TiffFile(source) as tif:
+        return tif.pages[page].tags[tag].offset
+
+
+def _set_entry(data: bytearray, at: int, dtype: int, value: bytes) -> None:
+    """Rewrite a little-endian classic TIFF entry: its type, count 1 and inline value."""
+    data[at + 2 : at + 4] = struct.pack("<H", dtype)
+    data[at + 4 : at + 8] = struct.pack("<I", 1)
+    data[at + 8 : at + 12] = value.ljust(4, b"\x00")
+
+
+def _next_pointer(source: Path, page: int) -> tuple[int, list[int]]:
+    """Where page ``page``'s next-directory offset is, and every page's offset."""
+    with tifffile.TiffFile(source) as tif:
+        offsets = [p.offset for p in tif.pages]
+        at = offsets[page]
+        count = struct.unpack("<H", source.read_bytes()[at : at + 2])[0]
+    return at + 2 + 12 * count, offsets
+
+
+# -- A3/A4/B/C: declared geometry checked at open ------------------------------------------------
+
+
+def test_a_size_larger_than_the_tiles_listed_is_refused_at_open(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # fuzz A3 (huge_size): ImageWidth 2220 -> 1,000,000 made a grid of 4167 columns over 130
+    # offsets; the first read raised IndexError in LevelTiles._fetch
+    source = real_slide(CMU)
+    path, data = _copy(source, tmp_path)
+    _set_entry(data, _entry(source, 0, "ImageWidth"), 4, struct.pack("<I", 1_000_000))
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.UnsupportedFormatError, match=r"level 0 is a 1000000 x 2967 image") as e:
+        wa.open(path, reader="tifffile")
+    assert str(path) in str(e.value)
+    assert "130 offsets" in str(e.value)
+
+
+def test_samples_per_pixel_at_odds_with_bits_per_sample_is_refused_at_open(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # fuzz A4 (tag_value): SamplesPerPixel 3 -> 57401 allocated (bands, h, w) at the first read
+    source = real_slide(CMU)
+    path, data = _copy(source, tmp_path)
+    _set_entry(data, _entry(source, 0, "SamplesPerPixel"), 3, struct.pack("<H", 57401))
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        wa.UnsupportedFormatError, match=r"level 0 declares SamplesPerPixel = 57401"
+    ):
+        wa.open(path, reader="tifffile")
+
+
+def test_samples_per_pixel_too_few_for_rgb_is_refused_at_open(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    source = real_slide(CMU)
+    path, data = _copy(source, tmp_path)
+    _set_entry(data, _entry(source, 0, "SamplesPerPixel"), 3, struct.pack("<H", 1))
+    bits = _entry(source, 0, "BitsPerSample")
+    _set_entry(data, bits, 3, struct.pack("<H", 8))
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.UnsupportedFormatError, match=r"SamplesPerPixel = 1 .* photometric RGB"):
+        wa.open(path, reader="tifffile")
+
+
+@pytest.mark.parametrize("tag", ["ImageLength", "TileWidth"])
+def test_a_size_of_type_float_is_refused_at_open(
+    tmp_path: Path, real_slide: Callable[[str], Path], tag: str
+) -> None:
+    # fuzz B (tag_type): a size tag's type LONG/SHORT -> FLOAT reached the arrays as a float
+    # ("shape can only contain integers", "'float' object cannot be interpreted as an integer")
+    source = real_slide(TCGA)
+    path, data = _copy(source, tmp_path)
+    with tifffile.TiffFile(source) as tif:
+        value = tif.pages[0].tags[tag].value
+    _set_entry(data, _entry(source, 0, tag), 11, struct.pack("<f", float(value)))
+    path.write_bytes(bytes(data))
+    message = rf"image directory 0 declares {tag} as 1 value\(s\) of TIFF type 11 \(FLOAT\)"
+    with pytest.raises(wa.UnsupportedFormatError, match=message):
+        wa.open(path, reader="tifffile")
+
+
+def test_a_subifd_level_size_of_type_float_is_refused_not_left_out(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # fuzz B/F3 (tag_type): tifffile left the SubIFD level out of the series: 1 level of 3
+    source = real_slide("ome-tiff/test_pyramid.ome.tif")  # big-endian
+    path, data = _copy(source, tmp_path)
+    with tifffile.TiffFile(source) as tif:
+        subifd = tif.pages[0].subifds[0]
+        tif.filehandle.seek(subifd)
+        at = tifffile.TiffPage(tif, index=(0, 0)).tags["ImageLength"].offset
+    data[at + 2 : at + 4] = struct.pack(">H", 11)
+    path.write_bytes(bytes(data))
+    message = rf"the SubIFD at byte {subifd:,} of image directory 0 declares ImageLength"
+    with pytest.raises(wa.UnsupportedFormatError, match=message):
+        wa.open(path, reader="tifffile")
+
+
+def test_a_tile_past_the_end_of_the_file_is_truncation_named_at_open(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    source = real_slide(TCGA)
+    path, data = _copy(source, tmp_path)
+    with tifffile.TiffFile(source) as tif:
+        page = tif.pages[2]  # level 1
+        at = page.tags["TileOffsets"].valueoffset + 4 * 5
+    data[at : at + 4] = struct.pack("<I", len(data) - 10)
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.TruncatedFileError, match=r"level 1: the file is truncated") as e:
+        wa.open(path, reader="tifffile")
+    assert str(path) in str(e.value)
+
+
+# -- E/F1: the chain of directories walked bounded, loops refused ------------------------------
+
+
+@pytest.mark.parametrize(("name", "page", "to"), [(NDPI, 1, 0), (NDPI, 1, 1), (TCGA, 1, 0)])
+def test_a_directory_chain_that_loops_is_refused_at_open_without_hanging(
+    tmp_path: Path, real_slide: Callable[[str], Path], name: str, page: int, to: int
+) -> None:
+    # fuzz E/F1 (ifd_loop): an NDPI loop hung in tifffile's series_ndpi (it finds no loop in
+    # NDPI); an SVS loop opened with the levels before it, silently
+    source = real_slide(name)
+    path, data = _copy(source, tmp_path)
+    at, offsets = _next_pointer(source, page)
+    data[at : at + 4] = struct.pack("<I", offsets[to])
+    path.write_bytes(bytes(data))
+    start = time.perf_counter()
+    with pytest.raises(wa.UnsupportedFormatError, match=rf"points back to directory {to}") as e:
+        wa.open(path, reader="tifffile")
+    assert time.perf_counter() - start < 10
+    assert str(path) in str(e.value)
+
+
+def test_an_ndpi_next_pointer_past_the_end_is_truncation(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # NDPI's next-directory offsets are 64-bit: the high half counts too
+    source = real_slide(NDPI)
+    path, data = _copy(source, tmp_path)
+    at, _ = _next_pointer(source, 1)
+    data[at + 4 : at + 8] = struct.pack("<I", 1)
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.TruncatedFileError, match=r"image directory is at byte 4,29"):
+        wa.open(path, reader="tifffile")
+
+
+# -- F2: a SubIFD pyramid cut short ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keep", [0.2, 0.5])
+def test_a_subifd_pyramid_cut_short_is_truncation_not_fewer_levels(
+    tmp_path: Path, real_slide: Callable[[str], Path], keep: float
+) -> None:
+    # fuzz F2 (truncate): tifffile leaves out SubIFDs past the end; the OME-TIFF opened with
+    # 1 of its 3 levels and no error
+    source = real_slide("ome-tiff/test_pyramid.ome.tif")
+    path, data = _copy(source, tmp_path)
+    path.write_bytes(bytes(data[: int(len(data) * keep)]))
+    with pytest.raises(wa.TruncatedFileError, match=r"is truncated") as e:
+        wa.open(path, reader="tifffile")
+    assert str(path) in str(e.value)
