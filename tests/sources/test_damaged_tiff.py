@@ -4,11 +4,13 @@ written here into a copy in ``tmp_path``, refused with a specific error that nam
 
 from __future__ import annotations
 
+import random
 import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tifffile
 
@@ -171,6 +173,53 @@ def test_an_ndpi_next_pointer_past_the_end_is_truncation(
     path.write_bytes(bytes(data))
     with pytest.raises(wa.TruncatedFileError, match=r"image directory is at byte 4,29"):
         wa.open(path, reader="tifffile")
+
+
+# -- G1: damaged JPEG tiles raise, never decode leniently to garbage ---------------------------
+
+
+def _tile_span(source: Path, page: int, index: int) -> tuple[int, int]:
+    with tifffile.TiffFile(source) as tif:
+        pages = tif.series[0].levels[page].pages[0]
+        return pages.dataoffsets[index], pages.databytecounts[index]
+
+
+def test_random_bytes_inside_a_jpeg_tile_raise_corrupt_tile(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # fuzz G1 (tile_random): libjpeg's strict decode failed ("Corrupt JPEG data: ... extraneous
+    # bytes", "Unsupported marker type"), the lenient retry returned 10,432 wrong pixels of
+    # 57,600 in this tile, no error; OpenSlide says "premature end of data segment"
+    source = real_slide(CMU)
+    path, data = _copy(source, tmp_path)
+    offset, count = _tile_span(source, 0, 20)  # row 2, column 0 of 13 rows x 10 columns
+    start = offset + count // 2
+    data[start : start + 512] = random.Random(15).randbytes(512)
+    path.write_bytes(bytes(data))
+    slide = wa.open(path, reader="tifffile")
+    with pytest.raises(wa.CorruptTileError, match=r"tile at row 2, column 0 of level 0") as e:
+        slide.read(level=0, left=0, top=480, width=240, height=240)
+    assert str(path) in str(e.value)
+    # the tiles around it still read as the original's
+    original = wa.open(source, reader="tifffile")
+    window = {"level": 0, "left": 240, "top": 480, "width": 240, "height": 240}
+    np.testing.assert_array_equal(slide.read(**window), original.read(**window))
+
+
+def test_random_bytes_inside_an_ndpi_restart_interval_raise_corrupt_tile(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # the restart intervals' decode (runs of 8, then interval by interval) is strict too
+    source = real_slide(NDPI)
+    path, data = _copy(source, tmp_path)
+    offset, count = _tile_span(source, 0, 100)
+    start = offset + count // 2
+    data[start : start + 64] = random.Random(15).randbytes(64)
+    path.write_bytes(bytes(data))
+    slide = wa.open(path, reader="tifffile")
+    with pytest.raises(wa.CorruptTileError, match=r"tile at row 100, column 0 of level 0") as e:
+        slide.read(level=0, left=0, top=0, width=3968, height=8 * 120)
+    assert str(path) in str(e.value)
 
 
 # -- F2: a SubIFD pyramid cut short ------------------------------------------------------------
