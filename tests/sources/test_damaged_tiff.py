@@ -222,6 +222,43 @@ def test_random_bytes_inside_an_ndpi_restart_interval_raise_corrupt_tile(
     assert str(path) in str(e.value)
 
 
+# -- G2: offset 0 is damage, byte count 0 is absence -------------------------------------------
+
+
+def _set_tile_entry(source: Path, data: bytearray, tag: str, index: int, value: int) -> None:
+    with tifffile.TiffFile(source) as tif:
+        at = tif.pages[0].tags[tag].valueoffset + 4 * index
+    data[at : at + 4] = struct.pack("<I", value)
+
+
+def test_a_tile_offset_of_0_with_bytes_is_damage_not_background(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # fuzz G2 (tile_offset): the tile was shown as background (white), silently
+    source = real_slide(CMU)
+    path, data = _copy(source, tmp_path)
+    _set_tile_entry(source, data, "TileOffsets", 11, 0)  # row 1, column 1
+    path.write_bytes(bytes(data))
+    slide = wa.open(path, reader="tifffile")
+    with pytest.raises(wa.CorruptTileError, match=r"row 1, column 1 of level 0 .*offset is 0") as e:
+        slide.read(level=0, left=240, top=240, width=240, height=240)
+    assert str(path) in str(e.value)
+
+
+def test_a_tile_byte_count_of_0_is_absent_and_read_as_background(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # the convention (docs/formats.md), as OpenSlide: a tile the file does not store
+    source = real_slide(CMU)
+    path, data = _copy(source, tmp_path)
+    _set_tile_entry(source, data, "TileByteCounts", 11, 0)
+    path.write_bytes(bytes(data))
+    pixels = wa.open(path, reader="tifffile").read(
+        level=0, left=240, top=240, width=240, height=240
+    )
+    assert (np.asarray(pixels) == 255).all()
+
+
 # -- F2: a SubIFD pyramid cut short ------------------------------------------------------------
 
 

@@ -429,10 +429,11 @@ class LevelTiles:
         """The bands of one stored tile, each ``(tile height, tile width)``."""
         offset, count = int(plane.offsets[index]), int(plane.counts[index])
         bands = 1 if self.separate_samples else self.samples
-        if not offset or not count:
+        if not count:
+            # a tile the file does not store (sparse slides): background, as in OpenSlide
             return [np.broadcast_to(np.array(self.fill, self.dtype), self.tile)] * bands
         try:
-            data = self._checked(fetched[offset][:count], count)
+            data = self._checked(offset, fetched.get(offset, b"")[:count], count)
             decoded = plane.jpeg.decode(data) if plane.jpeg is not None else None
             if decoded is not None:
                 return decoded
@@ -446,8 +447,14 @@ class LevelTiles:
             raise CorruptTileError(msg) from exc
         return [tile[..., c] for c in range(tile.shape[-1])]
 
-    def _checked(self, data: bytes, count: int) -> bytes:
-        """A tile's bytes, refused if cut short or, for JPEG, without its end marker."""
+    def _checked(self, offset: int, data: bytes, count: int) -> bytes:
+        """A tile's bytes, refused if at offset 0, cut short or, for JPEG, without its end
+        marker."""
+        if not offset:
+            # byte 0 is the TIFF header: a tile of a non-zero byte count there is a damaged
+            # offset, not a tile the file leaves out (that is a byte count of 0)
+            msg = f"its offset is 0 but its byte count {count:,}"
+            raise ValueError(msg)
         if len(data) < count:
             msg = f"the file ends {count - len(data)} bytes into the tile"
             raise ValueError(msg)
