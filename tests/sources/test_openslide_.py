@@ -52,3 +52,41 @@ def test_a_fractional_level_too_large_to_read_from_its_origin_is_refused(
     assert slide.read(500, 500, 64, 64, level=0).shape == (64, 64, 3)  # whole downsample
     with pytest.raises(wa.PixelBudgetError, match=r"interpolates level 1 .*reader='tifffile'"):
         slide.read(500, 500, 64, 64, level=1)
+
+
+def test_a_tile_larger_than_its_level_is_refused_at_open(real_slide, tmp_path) -> None:
+    # fuzz A7 (dicom_huge_size): Rows and Columns -> 65535 made OpenSlide allocate a ~17 GB
+    # frame buffer at the first read; glib aborted the process under a memory limit
+    source = real_slide("dicom/multiframe_camelyon_challenge_image.dcm")
+    data = bytearray(source.read_bytes())
+    for tag in (b"\x28\x00\x10\x00US\x02\x00", b"\x28\x00\x11\x00US\x02\x00"):  # Rows, Columns
+        at = data.index(tag) + len(tag)
+        data[at : at + 2] = b"\xff\xff"
+    path = tmp_path / source.name
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.UnsupportedFormatError, match=r"level 0 is 1152 x 700 .* 65535 x 65535"):
+        wa.open(path, reader="openslide")
+
+
+def test_an_associated_image_openslide_cannot_decode_is_a_corrupt_tile_error(
+    real_slide, tmp_path
+) -> None:
+    # fuzz D (tag_count): the macro's StripOffsets count one short; OpenSlideError came out bare
+    import struct
+
+    import tifffile
+
+    source = real_slide("aperio/CMU-1-Small-Region.svs")
+    with tifffile.TiffFile(source) as tif:
+        tag = tif.pages[3].tags["StripOffsets"]
+        at, count = tag.offset, tag.count
+    data = bytearray(source.read_bytes())
+    data[at + 4 : at + 8] = struct.pack("<I", count - 1)
+    path = tmp_path / source.name
+    path.write_bytes(bytes(data))
+    slide = wa.open(path, reader="openslide")
+    with pytest.raises(wa.CorruptTileError, match=r"associated image 'macro'") as error:
+        slide.associated["macro"].values  # noqa: B018 - the read
+    assert str(path) in str(error.value)
+    # the handle is replaced after OpenSlide's error: the slide still reads
+    assert np.asarray(slide.read(level=0, left=0, top=0, width=64, height=64)).shape[:2] == (64, 64)

@@ -36,6 +36,9 @@ DEFAULT_TILE = 256
 #: interpolates (up to 73 levels off on TCGA's JPEG 2000 level 1). Stored pixels come only
 #: from reads that start at the level's origin: at most this many pixels are read so.
 ORIGIN_READ_PIXELS = 32 * 1024 * 1024
+#: Pixels beyond which a tile larger than its level is taken for damage (a level smaller
+#: than one real tile is common; a 16 MP tile around it is not).
+MAX_TILE_PIXELS = 1 << 24
 
 
 def _import_openslide() -> Any:
@@ -81,7 +84,11 @@ class OpenSlideSource(SlideSource):
         self._refuse_turned_tiff()
         self._handle_lock = threading.Lock()
         self._downsamples = tuple(self._slide.level_downsamples)
-        self.metadata = self._read_metadata()
+        try:
+            self.metadata = self._read_metadata()
+        except BaseException:
+            self._slide.close()
+            raise
 
     def _open_handle(self) -> openslide.OpenSlide:
         openslide = _import_openslide()
@@ -147,6 +154,15 @@ class OpenSlideSource(SlideSource):
             int(props.get(f"openslide.level[{level}].tile-{side}", DEFAULT_TILE))
             for side in ("height", "width")
         )
+        if (tile[0] > height or tile[1] > width) and tile[0] * tile[1] > MAX_TILE_PIXELS:
+            # OpenSlide allocates a whole tile per read: a damaged 65535² DICOM frame cost a
+            # 17 GB buffer, and glib aborted the process where memory is limited
+            msg = (
+                f"{self.path}: level {level} is {width} x {height} pixels in tiles of "
+                f"{tile[1]} x {tile[0]}: a tile larger than its level and of more than "
+                f"{MAX_TILE_PIXELS:,} pixels, so the file is damaged"
+            )
+            raise UnsupportedFormatError(msg)
         if not _whole(self._downsamples[level]) and height * width <= ORIGIN_READ_PIXELS:
             # every read of such a level starts at its origin: one dask chunk reads it once
             return LevelInfo(shape=(height, width), tile=(height, width))
@@ -195,7 +211,16 @@ class OpenSlideSource(SlideSource):
 
     @override
     def read_associated(self, name: str, /) -> np.ndarray:
-        image = np.asarray(self._slide.associated_images[name].convert("RGBA"))
+        handle = self._slide
+        try:
+            image = np.asarray(handle.associated_images[name].convert("RGBA"))
+        except _import_openslide().OpenSlideError as exc:
+            self._reopen_after_error(handle)
+            msg = (
+                f"{self.path}: OpenSlide cannot read the associated image {name!r}: {exc}. The "
+                "file is damaged or incomplete."
+            )
+            raise CorruptTileError(msg) from exc
         return composite_over(image, self.metadata.background)
 
     @override
