@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import struct
 import threading
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -63,6 +64,8 @@ SUBIFD_TYPE_SIZES = {4: 4, 13: 4, 16: 8, 18: 8}
 
 #: Tags that size an image or its tiles: ImageWidth, ImageLength, TileWidth, TileLength.
 GEOMETRY_TAGS = (256, 257, 322, 323)
+#: The tags the chain walk reads in every directory.
+WALKED_TAGS = frozenset((*GEOMETRY_TAGS, SUBIFDS_TAG))
 #: SamplesPerPixel beyond which a directory is taken for damaged: channels of fluorescence
 #: slides are pages, not samples, and a tile of more samples would be mostly declaration.
 MAX_SAMPLES = 64
@@ -639,10 +642,9 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
             )
             raise TruncatedFileError(msg)
         entries = fh.read(count * entry_size + offset_size)
-        _check_size_types(
-            entries, count, entry_size, order, f"{path}: image directory {len(seen) - 1}"
-        )
-        width, length = (_inline_value(entries, count, entry_size, tag, order) for tag in SIZE_TAGS)
+        tags = _directory_tags(entries, count, entry_size, order)
+        _check_size_types(tags, f"{path}: image directory {len(seen) - 1}")
+        width, length = (_inline_value(tags, tag, order) for tag in SIZE_TAGS)
         if width == 0 or length == 0:
             msg = (
                 f"{path}: image directory {len(seen) - 1} declares a {width} x {length} image "
@@ -650,7 +652,7 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
                 "the file is damaged"
             )
             raise UnsupportedFormatError(msg)
-        for what, at in _subifd_offsets(fh, entries, count, entry_size, order, size):
+        for what, at in _subifd_offsets(fh, tags, order, size):
             if at + count_size > size:
                 # tifffile leaves out SubIFDs past the end with a log message: a SubIFD
                 # pyramid cut short opened with 1 of its 3 levels
@@ -671,30 +673,36 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
                     )
                     raise TruncatedFileError(msg)
                 _check_size_types(
-                    fh.read(sub_count * entry_size),
-                    sub_count,
-                    entry_size,
-                    order,
+                    _directory_tags(fh.read(sub_count * entry_size), sub_count, entry_size, order),
                     f"{path}: the SubIFD at byte {at:,} of image directory {len(seen) - 1}",
                 )
         offset = int.from_bytes(entries[-offset_size:], order)
 
 
-def _check_size_types(
-    entries: bytes, count: int, entry_size: int, order: Literal["little", "big"], where: str
-) -> None:
+def _directory_tags(
+    entries: bytes, count: int, entry_size: int, order: Literal["little", "big"]
+) -> dict[int, tuple[int, int, bytes]]:
+    """The entries the chain walk looks at (sizes, tile sizes, SubIFDs): tag → (type, count,
+    value or offset field as stored). One C-level unpack of the directory: the walk runs at
+    every open."""
+    layout = ("<" if order == "little" else ">") + ("HHI4s" if entry_size == 12 else "HHQ8s")
+    return {
+        tag: (dtype, number, field)
+        for tag, dtype, number, field in struct.iter_unpack(layout, entries[: count * entry_size])
+        if tag in WALKED_TAGS
+    }
+
+
+def _check_size_types(tags: dict[int, tuple[int, int, bytes]], where: str) -> None:
     """Refuse a directory whose size or tile size is not one integer (SHORT, LONG or LONG8).
 
     tifffile leaves such a page out of its series: a SubIFD level whose ImageLength became
     FLOAT was a quietly smaller pyramid, one in the chain a float shape in the arrays.
     """
-    value_at = 4 + (entry_size - 4) // 2
-    for start in range(0, count * entry_size, entry_size):
-        tag = int.from_bytes(entries[start : start + 2], order)
-        if tag not in GEOMETRY_TAGS:
+    for tag in GEOMETRY_TAGS:
+        if tag not in tags:
             continue
-        dtype = int.from_bytes(entries[start + 2 : start + 4], order)
-        number = int.from_bytes(entries[start + 4 : start + value_at], order)
+        dtype, number, _ = tags[tag]
         if dtype not in INTEGER_TYPE_SIZES or number != 1:
             name = tifffile.TIFF.TAGS.get(tag, str(tag))
             kind = f" ({tifffile.DATATYPE(dtype).name})" if dtype in set(tifffile.DATATYPE) else ""
@@ -707,51 +715,41 @@ def _check_size_types(
 
 def _subifd_offsets(
     fh: BinaryIO,
-    entries: bytes,
-    count: int,
-    entry_size: int,
+    tags: dict[int, tuple[int, int, bytes]],
     order: Literal["little", "big"],
     size: int,
 ) -> list[tuple[str, int]]:
     """The offsets a directory's SubIFDs tag (330) lists (LONG, IFD, LONG8 or IFD8), each
     with what it is; the list's own end where the list lies past the end of the file."""
-    value_at = 4 + (entry_size - 4) // 2
-    for start in range(0, count * entry_size, entry_size):
-        if int.from_bytes(entries[start : start + 2], order) != SUBIFDS_TAG:
-            continue
-        dtype = int.from_bytes(entries[start + 2 : start + 4], order)
-        width = SUBIFD_TYPE_SIZES.get(dtype)
-        number = int.from_bytes(entries[start + 4 : start + value_at], order)
-        if width is None or not 0 < number <= MAX_DIRECTORIES:
-            return []  # not offsets: tifffile does not read them as SubIFDs either
-        field = entries[start + value_at : start + entry_size]
-        if number * width <= len(field):
-            raw = field[: number * width]
-        else:
-            where = int.from_bytes(field, order)
-            if where + number * width > size:
-                return [("the offsets of its SubIFDs ending", where + number * width)]
-            fh.seek(where)
-            raw = fh.read(number * width)
-        return [
-            ("a SubIFD", int.from_bytes(raw[i : i + width], order))
-            for i in range(0, number * width, width)
-        ]
-    return []
+    if SUBIFDS_TAG not in tags:
+        return []
+    dtype, number, field = tags[SUBIFDS_TAG]
+    width = SUBIFD_TYPE_SIZES.get(dtype)
+    if width is None or not 0 < number <= MAX_DIRECTORIES:
+        return []  # not offsets: tifffile does not read them as SubIFDs either
+    if number * width <= len(field):
+        raw = field[: number * width]
+    else:
+        where = int.from_bytes(field, order)
+        if where + number * width > size:
+            return [("the offsets of its SubIFDs ending", where + number * width)]
+        fh.seek(where)
+        raw = fh.read(number * width)
+    return [
+        ("a SubIFD", int.from_bytes(raw[i : i + width], order))
+        for i in range(0, number * width, width)
+    ]
 
 
 def _inline_value(
-    entries: bytes, count: int, entry_size: int, tag: int, order: Literal["little", "big"]
+    tags: dict[int, tuple[int, int, bytes]], tag: int, order: Literal["little", "big"]
 ) -> int | None:
     """The SHORT, LONG or LONG8 value of ``tag`` among a directory's entries, or ``None``."""
-    value_at = 4 + (entry_size - 4) // 2  # tag, type, then count and value of equal size
-    for start in range(0, count * entry_size, entry_size):
-        if int.from_bytes(entries[start : start + 2], order) == tag:
-            width = INTEGER_TYPE_SIZES.get(int.from_bytes(entries[start + 2 : start + 4], order))
-            if width is None:
-                return None
-            return int.from_bytes(entries[start + value_at : start + value_at + width], order)
-    return None
+    if tag not in tags:
+        return None
+    dtype, _, field = tags[tag]
+    width = INTEGER_TYPE_SIZES.get(dtype)
+    return None if width is None else int.from_bytes(field[:width], order)
 
 
 def _is_ndpi_name(location: Path | str) -> bool:
