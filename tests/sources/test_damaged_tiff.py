@@ -162,6 +162,19 @@ def test_a_directory_chain_that_loops_is_refused_at_open_without_hanging(
     assert str(path) in str(e.value)
 
 
+def test_a_file_cut_just_after_a_level_directory_is_truncation_not_fewer_levels(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # fuzz F1 (truncate): 588 bytes cut from the end of the TCGA SVS, just after level 1's
+    # directory: tifffile dropped its TileOffsets/TileByteCounts and the file opened with 1 of 2
+    # levels, silently
+    source = real_slide(TCGA)
+    path, data = _copy(source, tmp_path)
+    path.write_bytes(bytes(data[:-588]))
+    with pytest.raises(wa.TruncatedFileError, match=r"TileByteCounts values of image directory 2"):
+        wa.open(path, reader="tifffile")
+
+
 def test_an_ndpi_next_pointer_past_the_end_is_truncation(
     tmp_path: Path, real_slide: Callable[[str], Path]
 ) -> None:

@@ -58,6 +58,9 @@ TEXT_TAGS = ("ImageDescription", "Make", "Model", "Software", "DateTime", "Artis
 #: (SHORT, LONG, LONG8).
 SIZE_TAGS = (256, 257)
 INTEGER_TYPE_SIZES = {3: 2, 4: 4, 16: 8}
+#: Byte sizes of the TIFF types (BYTE ... IFD8).
+TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4,
+              16: 8, 17: 8, 18: 8}  # fmt: skip
 #: SubIFDs, and the byte sizes of the TIFF types its offsets may have (LONG, IFD, LONG8, IFD8).
 SUBIFDS_TAG = 330
 SUBIFD_TYPE_SIZES = {4: 4, 13: 4, 16: 8, 18: 8}
@@ -643,6 +646,15 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
             raise TruncatedFileError(msg)
         entries = fh.read(count * entry_size + offset_size)
         tags = _directory_tags(entries, count, entry_size, order)
+        values_end, tag = _values_end(entries, count, entry_size, order)
+        if values_end > size:
+            name = tifffile.TIFF.TAGS.get(tag, str(tag))
+            msg = (
+                f"{path} is truncated or damaged: it has {size:,} bytes but the {name} values "
+                f"of image directory {len(seen) - 1} end at byte {values_end:,}. Copy the file "
+                "again completely."
+            )
+            raise TruncatedFileError(msg)
         _check_size_types(tags, f"{path}: image directory {len(seen) - 1}")
         width, length = (_inline_value(tags, tag, order) for tag in SIZE_TAGS)
         if width == 0 or length == 0:
@@ -691,6 +703,26 @@ def _directory_tags(
         for tag, dtype, number, field in struct.iter_unpack(layout, entries[: count * entry_size])
         if tag in WALKED_TAGS
     }
+
+
+def _values_end(
+    entries: bytes, count: int, entry_size: int, order: Literal["little", "big"]
+) -> tuple[int, int]:
+    """The byte where a directory's values stored apart from it end (0 if none), and the tag.
+
+    tifffile drops a tag whose value lies past the end of the file with a log message: a
+    file cut just after a level's directory lost that level's TileOffsets, and the level.
+    """
+    layout = ("<" if order == "little" else ">") + ("HHI4s" if entry_size == 12 else "HHQ8s")
+    inline = entry_size // 2 - 2
+    end, last = 0, 0
+    for tag, dtype, number, field in struct.iter_unpack(layout, entries[: count * entry_size]):
+        nbytes = number * TYPE_SIZES.get(dtype, 0)
+        if nbytes > inline:
+            stop = int.from_bytes(field, order) + nbytes
+            if stop > end:
+                end, last = stop, tag
+    return end, last
 
 
 def _check_size_types(tags: dict[int, tuple[int, int, bytes]], where: str) -> None:
