@@ -126,6 +126,21 @@ def test_a_subifd_level_size_of_type_float_is_refused_not_left_out(
         wa.open(path, reader="tifffile")
 
 
+def test_a_size_with_a_count_of_2_31_is_refused_at_open(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # fuzz C (tag_count): ImageLength's count 1 -> 2**31; tifffile read a level of height 0,
+    # which wsiarray divided by (ZeroDivisionError in geometry, slide and compat)
+    source = real_slide(CMU)
+    path, data = _copy(source, tmp_path)
+    at = _entry(source, 0, "ImageLength")
+    data[at + 4 : at + 8] = struct.pack("<I", 2**31)
+    path.write_bytes(bytes(data))
+    message = r"image directory 0 declares ImageLength as 2147483648 value\(s\) of TIFF type 3"
+    with pytest.raises(wa.UnsupportedFormatError, match=message):
+        wa.open(path, reader="tifffile")
+
+
 def test_a_tile_past_the_end_of_the_file_is_truncation_named_at_open(
     tmp_path: Path, real_slide: Callable[[str], Path]
 ) -> None:

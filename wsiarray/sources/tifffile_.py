@@ -646,6 +646,8 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
             raise TruncatedFileError(msg)
         entries = fh.read(count * entry_size + offset_size)
         tags = _directory_tags(entries, count, entry_size, order)
+        # a size whose count changed is named as such, not as values past the end
+        _check_size_types(tags, f"{path}: image directory {len(seen) - 1}")
         values_end, tag = _values_end(entries, count, entry_size, order)
         if values_end > size:
             name = tifffile.TIFF.TAGS.get(tag, str(tag))
@@ -655,7 +657,6 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
                 "again completely."
             )
             raise TruncatedFileError(msg)
-        _check_size_types(tags, f"{path}: image directory {len(seen) - 1}")
         width, length = (_inline_value(tags, tag, order) for tag in SIZE_TAGS)
         if width == 0 or length == 0:
             msg = (
