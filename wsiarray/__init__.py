@@ -12,6 +12,7 @@ from wsiarray import datasets
 from wsiarray._version import __version__
 from wsiarray.errors import (
     CorruptTileError,
+    DamagedFileError,
     DestinationExistsError,
     LevelError,
     MissingResolutionError,
@@ -57,6 +58,7 @@ _SUBMODULES = ("api", "chunks", "geometry", "slide", "sources", "units")
 
 __all__ = [
     "CorruptTileError",
+    "DamagedFileError",
     "DestinationExistsError",
     "LevelError",
     "MissingResolutionError",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "CorruptTileError",
+    "DamagedFileError",
     "DestinationExistsError",
     "LevelError",
     "MissingResolutionError",
@@ -40,6 +41,13 @@ class SlideChangedError(WsiArrayError, OSError):
 
 class UnsupportedFormatError(WsiArrayError, ValueError):
     """No reader can open the file; the message lists each reader tried and why it refused."""
+
+
+class DamagedFileError(UnsupportedFormatError):
+    """A reader recognised the file, but its structure is damaged (its directories, tile
+    tables or sizes contradict each other or the file): no other reader is offered it, as
+    another could only read it wrong (or, as OpenSlide did on a declared height of 2³¹ - 1,
+    abort the process)."""
 
 
 class TruncatedFileError(WsiArrayError, OSError):

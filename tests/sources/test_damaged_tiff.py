@@ -302,3 +302,19 @@ def test_a_subifd_pyramid_cut_short_is_truncation_not_fewer_levels(
     with pytest.raises(wa.TruncatedFileError, match=r"is truncated") as e:
         wa.open(path, reader="tifffile")
     assert str(path) in str(e.value)
+
+
+def test_a_file_the_tiff_reader_finds_damaged_is_offered_to_no_other_reader(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # fuzz crash ndpi-dapi/huge_size/15.232: ImageLength 4864 -> 2**31 - 1. The tiff reader
+    # refused it, "auto" then offered it to OpenSlide, which aborted the process (SIGABRT
+    # under a 4 GiB address space) reading a level
+    source = real_slide(NDPI)
+    path, data = _copy(source, tmp_path)
+    _set_entry(data, _entry(source, 0, "ImageLength"), 4, struct.pack("<I", 2**31 - 1))
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.DamagedFileError, match="damaged") as error:
+        wa.open(path)
+    assert str(path) in str(error.value)
+    assert "openslide" not in str(error.value)

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wsiarray.errors import (
+    DamagedFileError,
     OptionError,
     ReaderUnavailableError,
     SlideNotFoundError,
@@ -192,7 +193,7 @@ def _first_reader(
         else:
             try:
                 return _try_open(cls, location, options)
-            except TruncatedFileError:
+            except (TruncatedFileError, DamagedFileError):  # damaged: no other reader
                 raise
             except UnsupportedFormatError as exc:
                 answers.append(f"{name}: {exc}")

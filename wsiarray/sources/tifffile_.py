@@ -20,7 +20,12 @@ import numpy as np
 import tifffile
 from tifffile import COMPRESSION, PHOTOMETRIC, PLANARCONFIG, RESUNIT
 
-from wsiarray.errors import CorruptTileError, TruncatedFileError, UnsupportedFormatError
+from wsiarray.errors import (
+    CorruptTileError,
+    DamagedFileError,
+    TruncatedFileError,
+    UnsupportedFormatError,
+)
 from wsiarray.sources import _vendor
 from wsiarray.sources._base import (
     AssociatedInfo,
@@ -505,7 +510,7 @@ def _check_geometry(page: tifffile.TiffPage, where: str) -> None:
                 f"{where} declares {name} = {value!r} ({entry.count} value(s) of type "
                 f"{type_name}); a size must be one positive integer, so the file is damaged"
             )
-            raise UnsupportedFormatError(msg)
+            raise DamagedFileError(msg)
     samples = page.samplesperpixel
     bits = page.tags.get("BitsPerSample")
     bits_count = bits.count if bits is not None else 1
@@ -520,7 +525,7 @@ def _check_geometry(page: tifffile.TiffPage, where: str) -> None:
             f"value(s) and photometric {getattr(page.photometric, 'name', page.photometric)}; "
             "these do not describe one image, so the file is damaged"
         )
-        raise UnsupportedFormatError(msg)
+        raise DamagedFileError(msg)
 
 
 def _check_data(
@@ -553,13 +558,13 @@ def _check_data(
                 f"{expected:,} {kind}, but its directory lists {len(offsets):,} offsets and "
                 f"{len(counts):,} byte counts; the file is damaged"
             )
-            raise UnsupportedFormatError(msg)
+            raise DamagedFileError(msg)
     elif len(offsets) != len(counts):
         msg = (
             f"{where} lists {len(offsets):,} offsets and {len(counts):,} byte counts; the file "
             "is damaged"
         )
-        raise UnsupportedFormatError(msg)
+        raise DamagedFileError(msg)
     if not len(offsets):
         return
     # offset 0 is not data (a tile the file does not store, or damage named at its read)
@@ -625,13 +630,13 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
                 f"to directory {seen[offset]} (at byte {offset:,}) as the next one: the chain "
                 "of directories loops, so the file is damaged"
             )
-            raise UnsupportedFormatError(msg)
+            raise DamagedFileError(msg)
         if len(seen) >= MAX_DIRECTORIES:
             msg = (
                 f"{path}: the file's chain of image directories goes on past "
                 f"{MAX_DIRECTORIES:,} directories; the file is damaged"
             )
-            raise UnsupportedFormatError(msg)
+            raise DamagedFileError(msg)
         seen[offset] = len(seen)
         previous = offset
         fh.seek(offset)
@@ -664,7 +669,7 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
                 "(ImageWidth x ImageLength); an image cannot be 0 pixels wide or high, so "
                 "the file is damaged"
             )
-            raise UnsupportedFormatError(msg)
+            raise DamagedFileError(msg)
         for what, at in _subifd_offsets(fh, tags, order, size):
             if at + count_size > size:
                 # tifffile leaves out SubIFDs past the end with a log message: a SubIFD
@@ -743,7 +748,7 @@ def _check_size_types(tags: dict[int, tuple[int, int, bytes]], where: str) -> No
                 f"{where} declares {name} as {number} value(s) of TIFF type {dtype}{kind}; a "
                 "size must be one integer (SHORT, LONG or LONG8), so the file is damaged"
             )
-            raise UnsupportedFormatError(msg)
+            raise DamagedFileError(msg)
 
 
 def _subifd_offsets(
