@@ -460,13 +460,20 @@ def test_a_level_wsidicom_leaves_out_is_refused_naming_it(tmp_path, real_slide) 
 
 
 def test_a_level_of_another_frame_size_is_refused(tmp_path, real_slide) -> None:
-    # a tampered Rows: wsidicom leaves the level out of the series' pyramid ...
+    # a tampered Rows: wsidicom left the level out of the series' pyramid, or, where it was
+    # the largest level, took it for the base and left the others out; its frames no longer
+    # fill its matrix, which is refused at open, naming it
     folder = _tampered_bpaec(tmp_path, real_slide, "9_0", Rows=1)
-    with pytest.raises(wa.UnsupportedFormatError, match=r"9_0 \(VOLUME image type\)"):
+    with pytest.raises(wa.DamagedFileError, match=r"9_0: its TILED_FULL pixel matrix"):
         wa.open(folder)
-    # ... and when it is the largest level there, wsidicom takes it for the base and leaves
-    # the others out: refused too, never a quietly smaller pyramid
-    for name in ("1_Map", "2", "5_0", "6_0", "7_0"):
-        (folder / name).unlink()
-    with pytest.raises(wa.UnsupportedFormatError, match=r"leaves out instance\(s\) .*8_0"):
-        wa.open(folder)
+
+
+def test_a_pixel_matrix_its_frames_do_not_fill_is_refused_at_open(tmp_path, real_slide) -> None:
+    # fuzz dicom_huge_size: TotalPixelMatrixRows -> 2**32 - 1; wsidicom trusted it, and the
+    # level's coordinates ran out of memory
+    path = tmp_path / "camelyon.dcm"
+    dataset = pydicom.dcmread(real_slide(CAMELYON))
+    dataset.TotalPixelMatrixRows = 2**32 - 1
+    dataset.save_as(path)
+    with pytest.raises(wa.DamagedFileError, match=r"camelyon\.dcm: .* holds 15"):
+        wa.open(path)

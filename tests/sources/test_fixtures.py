@@ -142,12 +142,13 @@ EXPECTED: dict[str, Opens | Refused] = {
         )
         for o in range(9)
     },
-    # 0 rows: refused at open naming the declared size (OpenSlide: unsupported format).
+    # 0 rows: damaged, refused at open naming the declared size, and offered to no other
+    # reader (OpenSlide: unsupported format).
     "zero_gi.tif": Refused(
-        wa.UnsupportedFormatError,
+        wa.DamagedFileError,
         (
-            "is not a slide any reader can open",
-            "image directory 0 declares a 2 x 0 image (ImageWidth x ImageLength)",
+            "zero_gi.tif: image directory 0 declares a 2 x 0 image (ImageWidth x ImageLength)",
+            "so the file is damaged",
         ),
     ),
     # --- PNG (OpenSlide reads no PNG) -----------------------------------------------------------

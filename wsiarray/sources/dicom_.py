@@ -29,6 +29,7 @@ import numpy as np
 
 from wsiarray.errors import (
     CorruptTileError,
+    DamagedFileError,
     OptionError,
     ReaderUnavailableError,
     TruncatedFileError,
@@ -77,6 +78,16 @@ HEADER_TAGS = (
     "SamplesPerPixel",
     "BitsStored",
     "PhotometricInterpretation",
+    # what a TILED_FULL level's frame count must be (checked before wsidicom trusts it)
+    "DimensionOrganizationType",
+    "NumberOfFrames",
+    "Rows",
+    "Columns",
+    "TotalPixelMatrixRows",
+    "TotalPixelMatrixColumns",
+    "TotalPixelMatrixFocalPlanes",
+    "NumberOfOpticalPaths",
+    "ConcatenationUID",
 )
 #: ``http(s)://[user:password@]host[:port][/prefix]/studies/<uid>/series/<uid>``
 DICOMWEB_URL = re.compile(
@@ -230,6 +241,10 @@ class _Instance:
     size: int
     #: The object's version (size and ETag) for an instance in storage, else None.
     version: tuple[Any, ...] | None
+    #: NumberOfFrames, and what a TILED_FULL instance's size, tile size, focal planes and
+    #: optical paths make it (None where it does not say: sparse tiling, a concatenation)
+    frames: int = 0
+    grid_frames: int | None = None
 
 
 class DicomSource(SlideSource):
@@ -707,6 +722,8 @@ def _open_files(wsidicom: Any, path: Path | UPath) -> tuple[WsiDicom, tuple[Any,
             instance.photometric,
         )
         if supported:
+            if instance.image_type == "VOLUME":  # BPAEC's label says 3 optical paths in 1
+                _check_frame_grid(instance)
             if instance.version is None:
                 _check_complete(instance)
             readable.append(instance)
@@ -861,7 +878,28 @@ def _instance(
         pixel_data_at=pixel_data_at if pixel_data_at < size else None,
         size=size,
         version=version,
+        frames=int(dataset.get("NumberOfFrames", 1) or 1),
+        grid_frames=_grid_frames(dataset),
     )
+
+
+def _grid_frames(dataset: Dataset) -> int | None:
+    """The frames a TILED_FULL instance's matrix, tile size, focal planes and optical paths
+    call for, or None where that is not stated (sparse tiling, a concatenation's part)."""
+    if str(dataset.get("DimensionOrganizationType", "")) != "TILED_FULL":
+        return None
+    if "ConcatenationUID" in dataset:
+        return None
+    try:
+        rows, columns = int(dataset.Rows), int(dataset.Columns)
+        matrix = int(dataset.TotalPixelMatrixRows), int(dataset.TotalPixelMatrixColumns)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if rows <= 0 or columns <= 0:
+        return 0
+    planes = int(dataset.get("TotalPixelMatrixFocalPlanes", 1) or 1)
+    paths = int(dataset.get("NumberOfOpticalPaths", 1) or 1)
+    return -(-matrix[0] // rows) * -(-matrix[1] // columns) * planes * paths
 
 
 def _series_members(path: Path | UPath, instances: Sequence[_Instance]) -> list[_Instance]:
@@ -907,6 +945,22 @@ def _undecodable_message(instance: _Instance, version: str) -> str:
         "uncompressed pixel data with imagecodecs (pip install imagecodecs) or the pylibjpeg "
         "plugins (pip install pylibjpeg-openjpeg pylibjpeg-rle pyjpegls)."
     )
+
+
+def _check_frame_grid(instance: _Instance) -> None:
+    """Raise :class:`DamagedFileError` if a TILED_FULL instance's frames are not its grid's.
+
+    wsidicom trusts TotalPixelMatrixRows and Columns: a tampered one (2³² - 1) opened as a
+    level of that size, and building its coordinates ran out of memory.
+    """
+    expected = instance.grid_frames
+    if expected is not None and expected != instance.frames:
+        msg = (
+            f"{instance.path}: its TILED_FULL pixel matrix, tile size, focal planes and "
+            f"optical paths call for {expected:,} frames, but it holds {instance.frames:,}, "
+            "so the file is damaged"
+        )
+        raise DamagedFileError(msg)
 
 
 def _check_complete(instance: _Instance) -> None:
