@@ -164,24 +164,10 @@ def _direct_window(
     enough to be read directly; else ``None`` (and ``Slide.region`` does the work, and
     raises what it raises). The same plan and window as ``Slide.region``'s, so the same pixels
     (tests/test_cli.py compares them)."""
-    from wsiarray import geometry
-
     index = 0 if level is None else level
     if not 0 <= index < slide.level_count:
         return None
-    plan = geometry.ScalePlan.of_level(slide.level_shapes, index)
-    box = geometry.region_to_base(
-        left,
-        top,
-        width,
-        height,
-        units,
-        base_shape=slide.shape,
-        mm_x=slide.mm_x,
-        mm_y=slide.mm_y,
-        downsample=plan.downsample,
-    )
-    window = geometry.window_at(box, *plan.downsample)
+    plan, window = slide.region_window(left, top, width, height, units=units, level=index)
     rows, cols = window.shape
     if rows <= 0 or cols <= 0 or rows * cols > min(DIRECT_READ_PIXELS, MAX_REGION_PIXELS):
         return None

@@ -248,6 +248,37 @@ class Slide:
                 level, slice(window.y0, window.y1), slice(window.x0, window.x1), self._plane
             )
 
+    def region_window(
+        self,
+        left: float,
+        top: float,
+        width: float,
+        height: float,
+        *,
+        units: str = "base_pixels",
+        level: int | None = None,
+        magnification: float | None = None,
+        mpp: float | None = None,
+        upsample: bool = False,
+    ) -> tuple[geometry.ScalePlan, geometry.PixelWindow]:
+        """The resolution :meth:`region` reads a rectangle at, and the rectangle's window in
+        that resolution's pixels (maybe empty, or reaching outside it); arguments as
+        :meth:`region`'s. A caller that reads the window itself (``Slide.read`` when it lies
+        inside a file level) gets :meth:`region`'s pixels."""
+        plan = self._plan(level, magnification, mpp, None, upsample)
+        box = geometry.region_to_base(
+            left,
+            top,
+            width,
+            height,
+            units,
+            base_shape=self.shape,
+            mm_x=self.mm_x,
+            mm_y=self.mm_y,
+            downsample=plan.downsample,
+        )
+        return plan, geometry.window_at(box, *plan.downsample)
+
     def region(
         self,
         left: float,
@@ -301,19 +332,17 @@ class Slide:
         MissingResolutionError
             Physical units or magnification on a slide that does not record them.
         """
-        plan = self._plan(level, magnification, mpp, None, upsample)
-        box = geometry.region_to_base(
+        plan, window = self.region_window(
             left,
             top,
             width,
             height,
-            units,
-            base_shape=self.shape,
-            mm_x=self.mm_x,
-            mm_y=self.mm_y,
-            downsample=plan.downsample,
+            units=units,
+            level=level,
+            magnification=magnification,
+            mpp=mpp,
+            upsample=upsample,
         )
-        window = geometry.window_at(box, *plan.downsample)
         if window.shape[0] <= 0 or window.shape[1] <= 0:
             msg = f"the region {width!r} x {height!r} {units} is empty at this resolution"
             raise RegionError(msg)
