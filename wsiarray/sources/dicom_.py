@@ -130,17 +130,32 @@ def is_dicom_header(header: bytes) -> bool:
     return header[DICM_OFFSET : DICM_OFFSET + len(DICM_MAGIC)] == DICM_MAGIC
 
 
+def _files_in(folder: Path | UPath) -> list[Path | UPath]:
+    """The files directly inside ``folder``, in name order."""
+    return sorted((entry for entry in folder.iterdir() if entry.is_file()), key=lambda e: e.name)
+
+
+def _open_dicom(path: Path | UPath) -> BinaryIO | None:
+    """``path`` open for reading at its start if it is a DICOM Part 10 file; else (or when it
+    cannot be read: not one of a series' files, as for any other reader) ``None``."""
+    try:
+        fh = _open_binary(path)
+        header = fh.read(DICM_OFFSET + len(DICM_MAGIC))
+    except OSError:
+        return None
+    if not is_dicom_header(header):
+        fh.close()
+        return None
+    fh.seek(0)
+    return fh
+
+
 def _dicom_files(folder: Path | UPath) -> Iterator[Path | UPath]:
     """The DICOM Part 10 files directly inside ``folder``, in name order."""
-    for entry in sorted(folder.iterdir(), key=lambda entry: entry.name):
-        if not entry.is_file():
-            continue
-        try:
-            with _open_binary(entry) as fh:
-                header = fh.read(DICM_OFFSET + len(DICM_MAGIC))
-        except OSError:
-            continue
-        if is_dicom_header(header):
+    for entry in _files_in(folder):
+        fh = _open_dicom(entry)
+        if fh is not None:
+            fh.close()
             yield entry
 
 
@@ -818,9 +833,8 @@ def _scan_folder(folder: Path | UPath) -> list[_Instance]:
     """The DICOM files directly inside ``folder``, in name order, their headers read a few at
     a time: in storage each costs about 3 requests (BPAEC's 10 files from S3, moto's server:
     41 requests, 1.2 s one after the other)."""
-    files = sorted((entry for entry in folder.iterdir() if entry.is_file()), key=lambda e: e.name)
     with ThreadPoolExecutor(SCAN_THREADS) as pool:
-        return [instance for instance in pool.map(_scan, files) if instance is not None]
+        return [i for i in pool.map(_scan, _files_in(folder)) if i is not None]
 
 
 def _scan(path: Path | UPath) -> _Instance | None:
@@ -828,17 +842,11 @@ def _scan(path: Path | UPath) -> _Instance | None:
     from pydicom import dcmread
     from pydicom.errors import InvalidDicomError
 
-    try:
-        fh = _open_binary(path)
-        header = fh.read(DICM_OFFSET + len(DICM_MAGIC))
-    except OSError:  # unreadable: not one of the series' files, as for any other reader
-        return None
-    if not is_dicom_header(header):
-        fh.close()
+    fh = _open_dicom(path)
+    if fh is None:
         return None
     try:
         with fh:
-            fh.seek(0)
             dataset = dcmread(fh, stop_before_pixels=True, specific_tags=list(HEADER_TAGS))
             # pydicom stops at the Pixel Data element's tag: where the frames start
             pixel_data_at = fh.tell()
