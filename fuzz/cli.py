@@ -20,11 +20,12 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from fuzz import corpus as corpus_mod
-from fuzz import mutate, report, run
+from fuzz import mutate, readers, report, run
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
         help="only the corpus entries marked quick (small, fast to read)",
     )
     p.add_argument("--no-pixel-check", action="store_true", help="skip the silent-pixel check")
+    p.add_argument(
+        "--references",
+        default=None,
+        metavar="LIBS",
+        help="run each mutant through these libraries too, each in its own child with the "
+        f"same limits, for the report's side-by-side columns: {','.join(readers.NAMES)} "
+        "(the default), a subset, or none (the default of --quick and --replay)",
+    )
     p.add_argument("--report", type=Path, default=None, help="markdown report path (.json beside)")
     p.add_argument(
         "--workdir",
@@ -94,6 +103,52 @@ def _select(entries: list[corpus_mod.Entry], formats: list[str] | None, quick: b
     return entries
 
 
+def reference_names(args: argparse.Namespace) -> tuple[str, ...]:
+    """The reference libraries ``args`` ask for: all unless ``--quick`` or ``--replay``."""
+    if args.references is None:
+        return () if args.quick or args.replay else readers.NAMES
+    try:
+        return readers.parse_names(args.references)
+    except ValueError as exc:
+        msg = f"--references: {exc}"
+        raise SystemExit(msg) from None
+
+
+def _limits(config: run.Config) -> dict[str, Any]:
+    """What a child's job takes from the configuration."""
+    return {
+        "timeout": config.timeout,
+        "max_level_pixels": config.max_level_pixels,
+        "windows": config.windows,
+        "check_pixels": config.check_pixels,
+    }
+
+
+def _originals(
+    entries: list[corpus_mod.Entry], names: tuple[str, ...], config: run.Config, workdir: Path
+) -> dict[str, dict[str, run.Outcome]]:
+    """Each reference library's outcome on each unmutated entry (children, as the mutants')."""
+    jobs = []
+    for entry in entries:
+        original = {
+            "id": f"{entry.name}/original",
+            "entry": entry.name,
+            "kind": "original",
+            "detail": "the unmutated file",
+            "path": str(entry.path),
+            "file": str(entry.path),
+            "container": entry.container,
+            "focus": {},
+            "folder": str(workdir / "originals" / entry.name),
+        } | _limits(config)
+        jobs += readers.jobs(original, names)
+    out: dict[str, dict[str, run.Outcome]] = defaultdict(dict)
+    for raw in run.run_jobs(jobs, config):
+        job = raw["job"]
+        out[job["entry"]][job["reader"]] = run.outcome_of(raw, entry_format="")
+    return out
+
+
 def config_from(args: argparse.Namespace) -> run.Config:
     return run.Config(
         timeout=args.timeout,
@@ -106,7 +161,9 @@ def config_from(args: argparse.Namespace) -> run.Config:
 
 def campaign(args: argparse.Namespace) -> dict[str, Any]:
     """Run the campaign ``args`` describe; return the report's data."""
+    names = reference_names(args)
     run.preload()
+    readers.preload(names)
     entries = _select(corpus_mod.build(), args.formats, args.quick)
     if not entries:
         msg = "no corpus entry matches --formats"
@@ -118,6 +175,7 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
     formats = {e.name: e.format for e in entries}
     by_name = {e.name: e for e in entries}
     started = time.monotonic()
+    originals = _originals(entries, names, config, workdir) if names else {}
     jobs = []
     skipped = []
     for entry, kind, index in run.plan(entries, args.seed, args.count):
@@ -126,23 +184,30 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
             skipped.append(f"{entry.name}/{kind}/{args.seed}.{index}")
             continue
         _, job = built
-        job.update(
-            timeout=config.timeout,
-            max_level_pixels=config.max_level_pixels,
-            windows=config.windows,
-            check_pixels=config.check_pixels,
-        )
+        job.update(_limits(config))
         jobs.append(job)
+        # a library runs only the mutants of what it reads unmutated; the others' columns
+        # say 'unsupported' (OpenSlide on OME-TIFF, the TIFF readers on DICOM or PNG)
+        reads = originals.get(entry.name, {})
+        jobs += readers.jobs(job, tuple(n for n in names if reads[n].outcome == "read_fine"))
     outcomes: list[run.Outcome] = []
+    others: dict[str, dict[str, run.Outcome]] = defaultdict(dict)
+    pending = Counter(job["id"] for job in jobs)  # a mutant's file goes when all are done
+    folders = {job["id"]: job["folder"] for job in jobs if "reader" not in job}
 
     def done(raw: dict[str, Any]) -> None:
-        out = run.outcome_of(raw, formats[raw["job"]["entry"]])
-        outcomes.append(out)
-        if not args.quiet:
-            mark = "." if out.outcome in ("clean_error", "read_fine") else out.outcome[0].upper()
-            print(mark, end="", flush=True)
-        if not args.keep:
-            shutil.rmtree(raw["job"]["folder"], ignore_errors=True)
+        job = raw["job"]
+        out = run.outcome_of(raw, formats[job["entry"]])
+        if "reader" in job:
+            others[job["id"]][job["reader"]] = out
+        else:
+            outcomes.append(out)
+            if not args.quiet:
+                mark = "." if out.outcome in ("clean_error", "read_fine") else out.outcome[0]
+                print(mark.upper(), end="", flush=True)
+        pending[job["id"]] -= 1
+        if not pending[job["id"]] and not args.keep:
+            shutil.rmtree(folders[job["id"]], ignore_errors=True)
 
     run.run_jobs(jobs, config, on_done=done)
     if not args.quiet:
@@ -151,6 +216,11 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
     order = {job["id"]: i for i, job in enumerate(jobs)}
     outcomes.sort(key=lambda o: order[o.id])
+    for out in outcomes:
+        out.references = {
+            n: others[out.id][n].outcome if n in others[out.id] else readers.UNSUPPORTED
+            for n in names
+        }
     return report.build(
         outcomes,
         seed=args.seed,
@@ -160,11 +230,16 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
         seconds=time.monotonic() - started,
         skipped=skipped,
         command=" ".join(["python -m fuzz", *sys.argv[1:]]),
+        references=names,
+        others=others,
+        originals=originals,
     )
 
 
 def replay(args: argparse.Namespace) -> int:
+    names = reference_names(args)
     run.preload()
+    readers.preload(names)
     entry_name, kind, seed, index = run.parse_id(args.replay)
     entries = {e.name: e for e in corpus_mod.build()}
     if entry_name not in entries:
@@ -176,14 +251,9 @@ def replay(args: argparse.Namespace) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="wsiarray-fuzz-replay-"))
     mutant = mutate.make_mutant(entry, kind, seed, index, workdir)
     job = run._job(entry, mutant, refs)
-    job.update(
-        timeout=config.timeout,
-        max_level_pixels=config.max_level_pixels,
-        windows=config.windows,
-        check_pixels=config.check_pixels,
-    )
-    raw = run.run_jobs([job], config)[0]
-    out = run.outcome_of(raw, entry.format)
+    job.update(_limits(config))
+    raws = run.run_jobs([job, *readers.jobs(job, names)], config)
+    out = run.outcome_of(next(r for r in raws if "reader" not in r["job"]), entry.format)
     print(f"mutant   {mutant.id}\nmutation {mutant.kind}: {mutant.detail}")
     print(f"file     {mutant.file}  ({mutant.size} bytes; original {mutant.original_size})")
     print(f"changed  {mutant.changed[:8]}{' ...' if len(mutant.changed) > 8 else ''}")
@@ -201,6 +271,15 @@ def replay(args: argparse.Namespace) -> int:
         print(f"  note: {text}")
     if out.stack:
         print("stack:\n" + out.stack)
+    for raw in raws:
+        if "reader" in raw["job"]:
+            other = run.outcome_of(raw, entry.format)
+            failure = other.failure or {}
+            print(
+                f"{raw['job']['reader']:<9} {other.outcome}  ({other.seconds} s) "
+                f"{failure.get('step', '')} {failure.get('type', '')} "
+                f"{failure.get('message', '')[:160]}".rstrip()
+            )
     if args.keep or args.workdir is not None:
         print(f"kept under {workdir}")
     else:

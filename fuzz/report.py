@@ -1,5 +1,6 @@
-"""The campaign's report: counts per class (per format, per mutation kind) and every non-clean
-outcome with its reproducer, as JSON data and as markdown."""
+"""The campaign's report: counts per class (per format, per mutation kind), every non-clean
+outcome with its reproducer, and wsiarray's outcomes beside the reference libraries' on the
+same mutants (:mod:`fuzz.readers`), as JSON data and as markdown."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict
 from typing import Any
 
-from fuzz import run
+from fuzz import readers, run
 
 SHORT = {
     "clean_error": "clean error",
@@ -18,7 +19,68 @@ SHORT = {
     "other_exception": "other exception",
     "hang": "hang",
     "crash": "crash (signal)",
+    readers.UNSUPPORTED: "unsupported (original not read)",
 }
+LIBRARY = {
+    "wsiarray": "wsiarray",
+    "openslide": "OpenSlide",
+    "tiffslide": "tiffslide",
+    "tifffile": "tifffile",
+}
+
+
+def _side_by_side(
+    outcomes: list[run.Outcome],
+    names: tuple[str, ...],
+    others: dict[str, dict[str, run.Outcome]],
+    originals: dict[str, dict[str, run.Outcome]],
+) -> dict[str, Any]:
+    """Per library (wsiarray first): counts per class, overall and per format; the reference
+    libraries' non-clean outcomes; why a library is unsupported on an entry."""
+    columns = ("wsiarray", *names)
+    total: dict[str, Counter] = {c: Counter() for c in columns}
+    per_format: dict[str, dict[str, Counter]] = defaultdict(lambda: {c: Counter() for c in columns})
+    failures = []
+    for out in outcomes:
+        for column in columns:
+            cls = out.outcome if column == "wsiarray" else out.references[column]
+            total[column][cls] += 1
+            per_format[out.format][column][cls] += 1
+        for name, other in others.get(out.id, {}).items():
+            if other.outcome in run.FAILURES:
+                step = other.failure or {}
+                failures.append(
+                    {
+                        "id": out.id,
+                        "library": name,
+                        "outcome": other.outcome,
+                        "wsiarray": out.outcome,
+                        "kind": out.kind,
+                        "detail": out.detail,
+                        "step": step.get("step", other.last_stage),
+                        "type": step.get("type", ""),
+                        "message": step.get("message", ""),
+                        "stack": other.stack,
+                    }
+                )
+    unsupported = {
+        entry: {
+            name: f"{o.outcome}: {(o.failure or {}).get('step', '')} "
+            f"{(o.failure or {}).get('type', '')} {(o.failure or {}).get('message', '')[:120]}"
+            for name, o in by_name.items()
+            if o.outcome != "read_fine"
+        }
+        for entry, by_name in sorted(originals.items())
+    }
+    return {
+        "libraries": list(columns),
+        "total": {c: dict(v) for c, v in total.items()},
+        "per_format": {
+            f: {c: dict(v) for c, v in cols.items()} for f, cols in sorted(per_format.items())
+        },
+        "failures": failures,
+        "unsupported": {e: u for e, u in unsupported.items() if u},
+    }
 
 
 def build(
@@ -31,6 +93,9 @@ def build(
     seconds: float,
     skipped: list[str],
     command: str,
+    references: tuple[str, ...] = (),
+    others: dict[str, dict[str, run.Outcome]] | None = None,
+    originals: dict[str, dict[str, run.Outcome]] | None = None,
 ) -> dict[str, Any]:
     per_format: dict[str, Counter] = defaultdict(Counter)
     per_kind: dict[str, Counter] = defaultdict(Counter)
@@ -61,6 +126,11 @@ def build(
         "absent_as_background": absent,
         "skipped": skipped,
         "failures": failures,
+        "references": (
+            _side_by_side(outcomes, references, others or {}, originals or {})
+            if references
+            else None
+        ),
         "outcomes": [asdict(o) for o in outcomes],
     }
 
@@ -72,6 +142,66 @@ def _table(rows: dict[str, dict[str, int]], label: str) -> list[str]:
         cells = [str(counts.get(c, 0) or "") for c in run.CLASSES]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(counts.values())} |")
     return lines
+
+
+def _side_by_side_markdown(side: dict[str, Any], mutants: int) -> list[str]:
+    columns = side["libraries"]
+    rows = [*run.CLASSES, readers.UNSUPPORTED]
+    lines = [
+        "## wsiarray and the reference libraries on the same mutants",
+        "",
+        (
+            "Each library opened and read every mutant in its own child with the same time and "
+            "address-space limits (open, metadata, every level or the same windows, associated "
+            "images; `fuzz/readers.py` says what is a clean error for each). Silent wrong pixels "
+            "and lost levels are checked for wsiarray only."
+        ),
+        "",
+        "| outcome per mutant | " + " | ".join(LIBRARY[c] for c in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for cls in rows:
+        counts = [side["total"][c].get(cls, 0) for c in columns]
+        if any(counts):
+            lines.append(f"| {SHORT[cls]} | " + " | ".join(str(n) for n in counts) + " |")
+    sums = [sum(side["total"][c].values()) for c in columns]
+    lines += [f"| **total** ({mutants} mutants) | " + " | ".join(str(n) for n in sums) + " |", ""]
+    lines += [
+        (
+            "Per format: failures (hang, crash, memory, other exception, silent) / mutants run; "
+            "a dash where the library does not read the format."
+        ),
+        "",
+        "| format | " + " | ".join(LIBRARY[c] for c in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for fmt, cols in side["per_format"].items():
+        cells = []
+        for c in columns:
+            run_count = sum(n for k, n in cols[c].items() if k != readers.UNSUPPORTED)
+            failed = sum(n for k, n in cols[c].items() if k in run.FAILURES)
+            cells.append(f"{failed} / {run_count}" if run_count else "—")
+        lines.append(f"| {fmt} | " + " | ".join(cells) + " |")
+    lines.append("")
+    if side["unsupported"]:
+        lines += [("Entries a reference library does not read unmutated (its column says "
+                  "unsupported for their mutants):"), ""]  # fmt: skip
+        for entry, why in side["unsupported"].items():
+            for name, text in why.items():
+                lines.append(f"- {entry}, {LIBRARY[name]}: {text.strip()}")
+        lines.append("")
+    lines += ["### The reference libraries' non-clean outcomes", ""]
+    if not side["failures"]:
+        lines.append("None.")
+    for f in side["failures"][:60]:
+        lines.append(
+            f"- {LIBRARY[f['library']]} {f['outcome']} on `{f['id']}` ({f['kind']}: "
+            f"{f['detail'][:100]}); wsiarray: {f['wsiarray']}; step {f['step']}"
+            + (f": `{f['type']}: {f['message'][:160]}`" if f["type"] else "")
+        )
+    if len(side["failures"]) > 60:
+        lines.append(f"- ... and {len(side['failures']) - 60} more (in the JSON report)")
+    return [*lines, ""]
 
 
 def summary(data: dict[str, Any]) -> str:
@@ -117,9 +247,10 @@ def markdown(data: dict[str, Any]) -> str:
             f"failures: {data['absent_as_background']} mutants."
         ),
         "",
-        "## Non-clean outcomes",
-        "",
     ]
+    if data.get("references"):
+        lines += _side_by_side_markdown(data["references"], data["mutants"])
+    lines += ["## Non-clean outcomes", ""]
     if not data["failures"]:
         lines.append("None.")
     for out in data["failures"]:

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from fuzz import corpus as corpus_mod
-from fuzz import mutate
+from fuzz import mutate, readers, steps
 
 GiB = 1 << 30
 CLASSES = (
@@ -106,6 +106,8 @@ class Outcome:
     signal: int | None = None
     last_stage: str = ""
     stack: str = ""
+    #: each reference library's class for the same mutant (fuzz.readers)
+    references: dict[str, str] = field(default_factory=dict)
 
     @property
     def failure(self) -> dict[str, Any] | None:
@@ -119,90 +121,18 @@ class Outcome:
 # -- child side ----------------------------------------------------------------------------------
 
 
-def _where(exc: BaseException) -> tuple[str, str]:
-    """(innermost wsiarray frame 'path:line in func', innermost frame overall)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    inner = (
-        f"{_short(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
-    )
-    ours = ""
-    for frame in frames:
-        if "/wsiarray/" in frame.filename:
-            ours = f"{_short(frame.filename)}:{frame.lineno} in {frame.name}"
-    return ours, inner
+class _Child(steps.Steps):
+    """wsiarray's child: the steps of the module docstring, then the silent-pixel check."""
 
-
-def _short(filename: str) -> str:
-    for marker in ("/wsiarray/", "/site-packages/", "/lib/python3"):
-        if marker in filename:
-            tail = filename.split(marker, 1)[1]
-            return ("wsiarray/" + tail) if marker == "/wsiarray/" else tail
-    return filename
-
-
-def classify_exception(exc: BaseException) -> str:
-    from wsiarray.errors import WsiArrayError
-
-    if isinstance(exc, WsiArrayError):
-        return "clean_error"
-    if isinstance(exc, MemoryError):
-        return "memory"
-    text = str(exc)
-    if isinstance(exc, RuntimeError) and "new thread" in text:
-        return "memory"
-    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 12:  # ENOMEM
-        return "memory"
-    return "other_exception"
-
-
-class _Child:
     def __init__(self, job: dict[str, Any], folder: Path) -> None:
-        self.job = job
-        self.folder = folder
-        self.steps: list[dict[str, Any]] = []
+        super().__init__(job, folder)
         self.silent: list[str] = []
         self.notes: list[str] = []
-        self.stage_file = open(folder / "stage", "w")  # noqa: SIM115
-        #: the pixel check stops here (a quarter of the time limit left for it at most)
-        self.deadline = time.monotonic() + 0.7 * float(job.get("timeout", 30))
 
-    def stage(self, name: str) -> None:
-        self.stage_file.write(name + "\n")
-        self.stage_file.flush()
+    def is_clean(self, exc: BaseException) -> bool:
+        from wsiarray.errors import WsiArrayError
 
-    def step(self, name: str, fn, *args):
-        self.stage(name)
-        started = time.monotonic()
-        try:
-            value = fn(*args)
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
-            ours, inner = _where(exc)
-            chain = []
-            cause = exc.__cause__ or exc.__context__
-            while cause is not None and len(chain) < 3:
-                chain.append(
-                    f"{type(cause).__module__}.{type(cause).__qualname__}: {str(cause)[:160]}"
-                )
-                cause = cause.__cause__ or cause.__context__
-            self.steps.append(
-                {
-                    "step": name,
-                    "class": classify_exception(exc),
-                    "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-                    "message": str(exc)[:400],
-                    "where": ours,
-                    "raised_at": inner,
-                    "cause": chain,
-                    "seconds": round(time.monotonic() - started, 3),
-                }
-            )
-            return None
-        self.steps.append(
-            {"step": name, "class": "read_fine", "seconds": round(time.monotonic() - started, 3)}
-        )
-        return value
+        return isinstance(exc, WsiArrayError)
 
     # -- the work -------------------------------------------------------------------------------
 
@@ -264,18 +194,11 @@ class _Child:
         height, width = shape
         if height * width <= self.job["max_level_pixels"]:
             return np.asarray(image.values), None
-        rng = random.Random(self.job["id"])
-        windows = list(self.job.get("focus", {}).get(str(level), []))[:8]
-        for _ in range(self.job["windows"]):
-            y = rng.randrange(max(1, height - 256))
-            x = rng.randrange(max(1, width - 256))
-            windows.append((y, min(height, y + 256), x, min(width, x + 256)))
-        pieces = []
-        for y0, y1, x0, x1 in windows:
-            y1, x1 = min(y1, height), min(x1, width)
-            if y1 <= y0 or x1 <= x0:
-                continue
-            pieces.append(((y0, y1, x0, x1), slide.read(x0, y0, x1 - x0, y1 - y0, level=level)))
+        windows = steps.windows(self.job, level, height, width)
+        pieces = [
+            ((y0, y1, x0, x1), slide.read(x0, y0, x1 - x0, y1 - y0, level=level))
+            for y0, y1, x0, x1 in windows
+        ]
         return pieces, windows
 
     # -- silent wrong pixels ----------------------------------------------------------------------
@@ -536,7 +459,8 @@ def _child_main(job: dict[str, Any], folder: Path, memory: int, timeout: float) 
             import warnings
 
             warnings.simplefilter("ignore")
-        result = _Child(job, folder).run()
+        runner = readers.RUNNERS.get(job.get("reader", "wsiarray"), _Child)
+        result = runner(job, folder).run()
         faulthandler.cancel_dump_traceback_later()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         result["peak_rss_mb"] = usage.ru_maxrss / 1024

@@ -3,8 +3,10 @@ reader's formats, each opened and read in a child process with a time and an add
 limit; any hang, memory blow-up, non-WsiArrayError exception, crash, silent wrong pixels or
 silently lost levels fails it, listing each mutant's reproducer.
 
-Skipped unless ``WSIARRAY_FUZZ=1``: today's readers still fail classes issue 15 lists; the
-switch goes once the fixes land. ``WSIARRAY_FUZZ_COUNT`` changes the number of mutants.
+The pass is skipped unless ``WSIARRAY_FUZZ=1``: today's readers still fail classes issue 15
+lists; the switch goes once the fixes land. ``WSIARRAY_FUZZ_COUNT`` changes the number of
+mutants. A few mutants through the reference libraries (the report's side-by-side columns)
+always run.
 The fuzzer runs as its own process (``python -m fuzz``): it forks a child per mutant from a
 parent that must have no threads, which a pytest session that has run dask code has.
 """
@@ -23,13 +25,14 @@ REPO = Path(__file__).resolve().parents[1]
 SEED = 15
 COUNT = int(os.environ.get("WSIARRAY_FUZZ_COUNT", "300"))
 
-pytestmark = pytest.mark.skipif(
+needs_fuzz_switch = pytest.mark.skipif(
     os.environ.get("WSIARRAY_FUZZ") != "1",
     reason="issue 15: the fuzz quick pass still finds hangs, memory blow-ups, stray exceptions "
     "and silent wrong pixels; set WSIARRAY_FUZZ=1 to run it",
 )
 
 
+@needs_fuzz_switch
 def test_quick_pass(tmp_path: Path) -> None:
     report = tmp_path / "fuzz-quick.md"
     command = [
@@ -52,3 +55,38 @@ def test_quick_pass(tmp_path: Path) -> None:
     assert not failures, f"{len(failures)} of {data['mutants']} mutants failed:\n" + "\n".join(
         failures[:40]
     )
+
+
+def test_reference_libraries_columns_count_every_mutant(tmp_path: Path) -> None:
+    """Six mutants (seed 15) of an SVS every library reads, an OME-TIFF OpenSlide does not
+    and a PNG only wsiarray reads: four columns, each counting every mutant once; a library is
+    'unsupported' exactly on the entries whose original it does not read (~13 s)."""
+    report = tmp_path / "fuzz-references.md"
+    command = [
+        sys.executable, "-m", "fuzz", "--seed", "15", "--count", "6", "--timeout", "15",
+        "--max-level-pixels", "4e6", "--formats", "synthetic-svs-jpeg", "ome-pyramid",
+        "synthetic-png", "--references", "openslide,tiffslide,tifffile", "--quiet",
+        "--report", str(report), "--no-fail",
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, check=False, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(report.with_suffix(".json").read_text())
+    side = data["references"]
+    assert data["mutants"] == 6
+    assert side["libraries"] == ["wsiarray", "openslide", "tiffslide", "tifffile"]
+    for library, counts in side["total"].items():
+        assert sum(counts.values()) == data["mutants"], library
+    expected_unsupported = {
+        "synthetic-svs-jpeg": set(),
+        "ome-pyramid": {"openslide"},
+        "synthetic-png": {"openslide", "tiffslide", "tifffile"},
+    }
+    for out in data["outcomes"]:
+        unsupported = {n for n, cls in out["references"].items() if cls == "unsupported"}
+        assert unsupported == expected_unsupported[out["entry"]], out["id"]
+        assert set(out["references"]) == {"openslide", "tiffslide", "tifffile"}
+    text = report.read_text()
+    assert "| outcome per mutant | wsiarray | OpenSlide | tiffslide | tifffile |" in text
+    assert "| **total** (6 mutants) | 6 | 6 | 6 | 6 |" in text
