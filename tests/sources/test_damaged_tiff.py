@@ -318,3 +318,55 @@ def test_a_file_the_tiff_reader_finds_damaged_is_offered_to_no_other_reader(
         wa.open(path)
     assert str(path) in str(error.value)
     assert "openslide" not in str(error.value)
+
+
+# -- A6/F4: an OME-XML the pages do not back up ------------------------------------------------
+
+OS2 = "ome-tiff/OS-2-ndpi.ome.tif"
+PYRAMID = "ome-tiff/test_pyramid.ome.tif"
+
+
+def _edit_description(source: Path, tmp_path: Path, old: bytes, new: bytes) -> Path:
+    """A copy whose first ImageDescription has ``old`` replaced by ``new`` (same length)."""
+    path, data = _copy(source, tmp_path)
+    with tifffile.TiffFile(source) as tif:
+        tag = tif.pages[0].tags["ImageDescription"]
+        start, end = tag.valueoffset, tag.valueoffset + tag.count
+    at = data.index(old, start, end)
+    data[at : at + len(old)] = new
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_planes_the_ome_xml_declares_and_the_file_lacks_are_refused_at_open(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # fuzz A6 (ome-os2/description_edit/15.233): SizeZ 1 -> 1000000; tifffile zeroed the
+    # missing planes and the tree hung building a million of them
+    path = _edit_description(real_slide(OS2), tmp_path, b'SizeZ="1"', b'SizeZ="9"')
+    with pytest.raises(
+        wa.DamagedFileError, match=r"level 0 is declared as 9 pages .* holds 1"
+    ) as e:
+        wa.open(path)
+    assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        # F4 (synthetic-ome/description_edit/15.90): a byte that is not UTF-8
+        (b"<?xml", b"\xff?xml", r"OME-XML .* is not well-formed XML"),
+        # F4 (synthetic-ome/description_edit/15.255): tifffile raised a ValueError
+        (b'SizeC="1"', b'SizeC="x"', r"tifffile cannot make the images its OME-XML describes"),
+    ],
+    ids=["not-utf8", "size-c"],
+)
+def test_a_damaged_ome_xml_is_damage_not_its_first_page_alone(
+    tmp_path: Path, real_slide: Callable[[str], Path], old: bytes, new: bytes, message: str
+) -> None:
+    # the tifffile reader raised a plain error, so "auto" offered the file to OpenSlide,
+    # which opened level 0 of the 3-level SubIFD pyramid alone, without a word
+    path = _edit_description(real_slide(PYRAMID), tmp_path, old, new)
+    with pytest.raises(wa.DamagedFileError, match=message) as e:
+        wa.open(path)
+    assert str(path) in str(e.value)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +236,13 @@ def test_an_olympus_vsi_is_refused_by_name(tmp_path: Path, pattern, tiled: bool)
     # take a .vsi
     with pytest.raises(wa.UnsupportedFormatError, match="Olympus VSI"):
         wa.open(path)
+
+
+def test_a_series_option_past_the_last_series_is_an_option_error(
+    real_slide: Callable[[str], Path],
+) -> None:
+    path = real_slide("aperio/CMU-1-Small-Region.svs")  # level 0, thumbnail, label, macro
+    for series in (4, -1):
+        with pytest.raises(wa.OptionError, match=r"'series'.* holds 4 series .* 0 to 3"):
+            wa.open(path, reader="tifffile", reader_options={"series": series})
+    assert wa.open(path, reader_options={"series": 3}).level_shapes == ((431, 1280),)

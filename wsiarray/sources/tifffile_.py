@@ -11,6 +11,7 @@ import itertools
 import math
 import struct
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, ClassVar, Literal, override
@@ -23,6 +24,7 @@ from tifffile import COMPRESSION, PHOTOMETRIC, PLANARCONFIG, RESUNIT
 from wsiarray.errors import (
     CorruptTileError,
     DamagedFileError,
+    OptionError,
     TruncatedFileError,
     UnsupportedFormatError,
 )
@@ -166,14 +168,51 @@ class TifffileSource(SlideSource):
     # -- choosing and validating the series ------------------------------------------------
 
     def _slide_series(self, index: int | None) -> tifffile.TiffPageSeries:
-        series = self._tif.series
+        series = self._all_series()
         if index is not None:
+            if not 0 <= index < len(series):
+                msg = (
+                    f"reader_options={{'series': {index}}}: {self.path} holds {len(series)} "
+                    f"series (images), so 'series' must be 0 to {len(series) - 1}"
+                )
+                raise OptionError(msg)
             return series[index]
         candidates = [s for s in series if s.name.lower() not in ASSOCIATED_SERIES] or list(series)
         if not candidates:
             msg = f"{self.path}: tifffile finds no image in this TIFF file"
             raise UnsupportedFormatError(msg)
         return max(candidates, key=lambda s: _plane_size(s.levels[0]))
+
+    def _all_series(self) -> list[tifffile.TiffPageSeries]:
+        """tifffile's series; an OME-XML tifffile cannot make images of is damage, named.
+
+        tifffile raises for an OME-XML that parses with a damaged value (``SizeC="abc"``, a
+        level 0 pixels wide), and logs a malformed one and falls back to its structure-only
+        series: either way the file's own description of its images is lost (its channels
+        and pixel size too), and "auto" would offer it to OpenSlide, which opened its first
+        page alone as the slide (fuzz F4: 1 of 3 levels).
+        """
+        try:
+            series = list(self._tif.series)
+        except Exception as exc:
+            if not self._tif.is_ome:
+                raise
+            msg = (
+                f"{self.path}: tifffile cannot make the images its OME-XML describes out of "
+                f"its pages ({type(exc).__name__}: {exc}); the file is damaged"
+            )
+            raise DamagedFileError(msg) from exc
+        if self._tif.is_ome and series and all(s.kind == "generic" for s in series):
+            try:  # the fallback: a malformed OME-XML is damage, other reasons tifffile's
+                ET.fromstring(self._tif.ome_metadata or "")
+            except ET.ParseError as exc:
+                msg = (
+                    f"{self.path}: its OME-XML (the first page's ImageDescription) is not "
+                    f"well-formed XML ({exc}), so the file's images, levels and pixel size "
+                    "are unknown; the file is damaged"
+                )
+                raise DamagedFileError(msg) from exc
+        return series
 
     def _with_structural_levels(self, series: tifffile.TiffPageSeries) -> tifffile.TiffPageSeries:
         """Return ``series`` with every level the file's pages hold, whatever its vendor string says.
@@ -269,9 +308,22 @@ class TifffileSource(SlideSource):
         size = self._store.size
         for index, level in enumerate(self._series.levels):
             _check_geometry(level.keyframe, f"{self.path}: level {index}")
+            missing = 0
             for page in level.pages:
-                if page is not None:
+                if page is None:
+                    missing += 1
+                else:
                     _check_data(page, level.keyframe, f"{self.path}: level {index}", size)
+            if missing:
+                # tifffile zeroes pages an OME-XML declares and the file lacks: a SizeZ of
+                # 10**6 over 1 page made 10**6 planes of zeros (fuzz A6: a hang building them)
+                axes = ", ".join(f"{a}={n}" for a, n in zip(level.axes, level.shape, strict=True))
+                msg = (
+                    f"{self.path}: level {index} is declared as {len(level.pages):,} pages "
+                    f"({axes}) but the file holds {len(level.pages) - missing:,} of them; the "
+                    "file (or its OME-XML) is damaged"
+                )
+                raise DamagedFileError(msg)
         for name, series in self._associated_series().items():
             for page in series.pages:
                 if page is not None:
