@@ -8,14 +8,14 @@ at 100k² and maps tiles up to 50k²):
    tiles, levels at downsample 1, 4, 16, 64, a thumbnail second) into the user cache, once.
    They are *sparse*: every tile is one of a few pre-encoded streams (a blank tile of glass;
    one tile in 256 one of 8 H&E-like tissue tiles), written verbatim, so the 200k² slide
-   (40 Gpx, 695k level-0 tiles) takes seconds and ~200 MB;
+   (40 Gpx, 695k level-0 tiles) takes seconds and ~720 MB;
 2. measures, each slide in a fresh process (libraries imported before the clock starts):
    ``wa.open`` (open), the first 256² ``slide.read`` at the centre (first read), building
    ``slide.image(0).mean(("y", "x"))`` without computing it (graph build; its task count),
-   building ``slide.tree`` (every level), and in another fresh process a whole-slide
-   ``wa.TileGrid(slide, 256).map(...)`` of a cheap function on dask's threaded scheduler:
-   its graph build, wall time and the process's peak RSS (``ru_maxrss``), with the RSS
-   before the map for reference.
+   building ``slide.tree`` (every level) and the process's RSS after these; in another
+   fresh process a whole-slide ``wa.TileGrid(slide, 256).map(...)`` of a cheap function on
+   dask's threaded scheduler: its graph build, wall time and the process's peak RSS
+   (``ru_maxrss``), with the RSS before the map for reference.
 
 Prints a table and writes it to ``benchmarks/results/scaling.{md,json}``.
 """
@@ -305,9 +305,10 @@ def report(rows: list[dict[str, Any]], repeat: int, load: str) -> str:
         "",
         (
             "| slide | level-0 tiles | open | first 256² read | mean graph build (tasks) "
-            "| tree build | 256-px tile map: tiles | map build | map time | RSS before | peak RSS |"
+            "| tree build | RSS after these | 256-px tile map: tiles | map build | map time "
+            "| RSS before | peak RSS |"
         ),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         side = row["side"]
@@ -317,6 +318,7 @@ def report(rows: list[dict[str, Any]], repeat: int, load: str) -> str:
             f"| {_cell(row.get('open_ms'), '.0f')} ms | {_cell(row.get('first_read_ms'), '.1f')} ms "
             f"| {_cell(row.get('graph_build_ms'), '.0f')} ms ({row.get('graph_tasks', '')}) "
             f"| {_cell(row.get('tree_build_ms'), '.0f')} ms "
+            f"| {_cell(row.get('rss_mb'), '.0f')} MB "
             f"| {row.get('tiles', '')} | {_cell(row.get('map_build_ms'), '.0f')} ms "
             f"| {_cell(row.get('map_s'), '.1f')} s | {_cell(row.get('map_rss_before_mb'), '.0f')} MB "
             f"| {_cell(row.get('map_peak_rss_mb'), '.0f')} MB |"
