@@ -31,12 +31,20 @@ bench: setup
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python -m benchmarks --quick
 
-# a seeded mutation-fuzzing run over every reader's formats (fuzz/README.md); the report
-# lists each failure with its reproducer: make fuzz N=1500 SEED=1
+# a seeded mutation-fuzzing run over every reader's formats, each mutant through OpenSlide,
+# tiffslide and tifffile too (fuzz/README.md); the report lists each failure with its
+# reproducer. Then the stress run (threads and processes on real slides, appended to the
+# report) and the killed-worker tests; the status is 1 if any part failed:
+# make fuzz N=1500 SEED=1 STRESS_SECONDS=30
 N ?= 1500
 SEED ?= 1
+STRESS_SECONDS ?= 30
 fuzz: setup
-	$(BIN)/python -m fuzz --seed $(SEED) --count $(N) --timeout 30 --report fuzz-report.md
+	status=0; \
+	$(BIN)/python -m fuzz --seed $(SEED) --count $(N) --timeout 30 --report fuzz-report.md || status=1; \
+	$(BIN)/python -m fuzz.stress --seconds $(STRESS_SECONDS) --seed $(SEED) --report fuzz-report.md --append || status=1; \
+	$(BIN)/python -m pytest tests/test_cluster.py tests/test_distributed.py -k killed -q -p no:cacheprovider || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info
