@@ -370,3 +370,83 @@ def test_a_damaged_ome_xml_is_damage_not_its_first_page_alone(
     with pytest.raises(wa.DamagedFileError, match=message) as e:
         wa.open(path)
     assert str(path) in str(e.value)
+
+
+# -- F3/F4: a page in a level's place that does not fit, the thumbnail never the slide ---------
+
+
+def _set_value(data: bytearray, at: int, value: int, order: str = "<") -> None:
+    """Rewrite the inline SHORT or LONG value of the classic TIFF entry at ``at``."""
+    dtype = struct.unpack(f"{order}H", data[at + 2 : at + 4])[0]
+    data[at + 8 : at + 12] = struct.pack(f"{order}{'H' if dtype == 3 else 'I'}", value).ljust(
+        4, b"\x00"
+    )
+
+
+@pytest.mark.parametrize(
+    ("page", "tag", "message"),
+    [
+        # fuzz ndpi-tritc/tag_type/16.213: tifffile read the level as 1-bit samples and moved
+        # it into a series of its own; the NDPI opened with 2 of its 4 levels
+        (2, "BitsPerSample", r"page 2 \(NDPI magnification 10.0\) is a 992 x 1216 image of 3 bool"),
+        # fuzz ndpi-dapi/tag_value/16.626: level 3's width 496 -> 1; 3 of 4 levels
+        (3, "ImageWidth", r"page 3 \(NDPI magnification 5.0\) is a 1 x 608 image"),
+    ],
+)
+def test_an_ndpi_level_that_does_not_fit_the_pyramid_is_refused_not_dropped(
+    tmp_path: Path, real_slide: Callable[[str], Path], page: int, tag: str, message: str
+) -> None:
+    source = real_slide(NDPI)
+    path, data = _copy(source, tmp_path)
+    at = _entry(source, page, tag)
+    if tag == "BitsPerSample":
+        data[at + 2 : at + 4] = struct.pack("<H", 65535)  # an unknown TIFF type
+    else:
+        _set_value(data, at, 1)
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.DamagedFileError, match=message) as e:
+        wa.open(path)
+    assert str(path) in str(e.value)
+    assert "not a reduced copy of level 0 (a 3968 x 4864 image" in str(e.value)
+
+
+def test_a_subifd_that_is_not_a_reduced_copy_of_level_0_is_refused(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # fuzz ome-pyramid/huge_size/16.523: level 0's width 16 -> 1,000,000; tifffile's OME
+    # series failed, its generic one made each SubIFD an image of its own, and the file
+    # opened as one 1,000,000 px wide level of uncompressed strips
+    source = real_slide(PYRAMID)  # big-endian
+    path, data = _copy(source, tmp_path)
+    at = _entry(source, 0, "ImageWidth")
+    data[at + 2 : at + 4] = struct.pack(">H", 4)  # LONG
+    _set_value(data, at, 1_000_000, ">")
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.DamagedFileError, match=r"SubIFD 0 of level 0 is a 8 x 8 image") as e:
+        wa.open(path)
+    assert str(path) in str(e.value)
+
+
+def test_an_aperio_slide_whose_description_is_lost_opens_as_its_pyramid_not_its_thumbnail(
+    tmp_path: Path,
+) -> None:
+    # fuzz F4 (synthetic-svs-lzw/description_edit/16.893): without "Aperio" in the first
+    # ImageDescription tifffile reads the file as a generic TIFF, and its largest image was the
+    # stripped 1024 px thumbnail, opened as the slide
+    from wsiarray.synthetic import write_aperio_svs
+
+    path = write_aperio_svs(
+        tmp_path / "slide.svs", size=(480, 480), downsamples=(1, 2), associated=False
+    )
+    expected = wa.open(path)
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        data[tif.pages[0].tags["ImageDescription"].valueoffset] = 0  # an empty string
+        assert tif.pages[1].imagewidth == 1024  # the thumbnail
+    damaged = tmp_path / "damaged.svs"
+    damaged.write_bytes(bytes(data))
+    slide = wa.open(damaged)
+    assert slide.metadata.format == "generic-tiff"
+    assert slide.level_shapes == ((480, 480), (240, 240))
+    window = {"level": 1, "left": 0, "top": 0, "width": 240, "height": 240}
+    np.testing.assert_array_equal(slide.read(**window), expected.read(**window))

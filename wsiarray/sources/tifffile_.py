@@ -80,6 +80,9 @@ WALKED_TAGS = frozenset((*GEOMETRY_TAGS, SUBIFDS_TAG))
 #: slides are pages, not samples, and a tile of more samples would be mostly declaration.
 MAX_SAMPLES = 64
 
+#: Hamamatsu's Magnification tag: a level's objective power; -1 on the macro, -2 on the map.
+NDPI_MAGNIFICATION = 65421
+
 #: Image directories beyond which a chain is taken for damaged (a long time series has
 #: thousands of pages; tifffile stops counting at 2**32).
 MAX_DIRECTORIES = 1_000_000
@@ -104,7 +107,7 @@ class TifffileSource(SlideSource):
         The slide file, or its URL (``s3://``, ``https://``, any fsspec protocol).
     series : int, optional
         Index of the tifffile series to use as the slide. By default the largest series
-        that is not a label, macro or thumbnail.
+        that is not a label, macro or thumbnail (a tiled one before any stripped one).
     storage_options : mapping, optional
         For a URL: the fsspec filesystem's options (credentials, endpoint, ...).
     """
@@ -146,6 +149,7 @@ class TifffileSource(SlideSource):
         self._associated_lock = threading.Lock()
         try:
             self._series = self._with_structural_levels(self._slide_series(series))
+            self._check_levels_fit()
             self._check_axes()
             self._check_codecs()
             self._check_complete()
@@ -181,7 +185,10 @@ class TifffileSource(SlideSource):
         if not candidates:
             msg = f"{self.path}: tifffile finds no image in this TIFF file"
             raise UnsupportedFormatError(msg)
-        return max(candidates, key=lambda s: _plane_size(s.levels[0]))
+        # a tiled image before a larger stripped one: with its ImageDescription lost, an
+        # Aperio slide is tifffile's generic series, and the (stripped) thumbnail may be the
+        # largest image (fuzz F4: a 480 px slide opened as its 1024 px thumbnail)
+        return max(candidates, key=lambda s: (s.keyframe.is_tiled, _plane_size(s.levels[0])))
 
     def _all_series(self) -> list[tifffile.TiffPageSeries]:
         """tifffile's series; an OME-XML tifffile cannot make images of is damage, named.
@@ -264,6 +271,48 @@ class TifffileSource(SlideSource):
         ]
         rebuilt[0].levels = rebuilt
         return rebuilt[0]
+
+    def _check_levels_fit(self) -> None:
+        """Refuse a page in a level's place that is not a reduced copy of level 0.
+
+        tifffile moves a level whose directory is damaged (BitsPerSample's type, or
+        SamplesPerPixel, changed; a side cut to 1 px) out of the pyramid into a series of its
+        own, or leaves a damaged SubIFD in the pyramid: a quietly smaller pyramid, or a level
+        of another shape (fuzz F3: NDPIs opened with 2 of 4 levels). A level's place is:
+        a level of the series; a SubIFD of level 0 (OME-TIFF's and libvips' pyramids hold
+        levels there and nothing else); an NDPI page whose Magnification tag is positive
+        (NDPI's macro and map say -1 and -2).
+
+        Raises
+        ------
+        DamagedFileError
+            Such a page is not a reduced copy of level 0 (see :func:`_is_reduced_copy`).
+        """
+        levels = self._series.levels
+        base = levels[0].keyframe
+        places = [(f"level {i}", level.keyframe) for i, level in enumerate(levels[1:], 1)]
+        if base.subifds:
+            places += [
+                (f"SubIFD {i} of level 0", page) for i, page in enumerate(tifffile.TiffPages(base))
+            ]
+        if self._tif.is_ndpi:
+            used = {page.offset for level in levels for page in level.pages if page is not None}
+            places += [
+                (
+                    f"page {page.index} (NDPI magnification {page.tags.valueof(NDPI_MAGNIFICATION)})",
+                    page,
+                )
+                for page in self._tif.pages
+                if page.offset not in used and _ndpi_level(page)
+            ]
+        for where, page in places:
+            if not _is_reduced_copy(page, base, tiled=False):
+                msg = (
+                    f"{self.path}: {where} is {_describe(page)}, not a reduced copy of level "
+                    f"0 ({_describe(base)}), so it cannot be a level of the pyramid; the file "
+                    "is damaged"
+                )
+                raise DamagedFileError(msg)
 
     def _check_axes(self) -> None:
         axes, shape = self._series.axes, self._series.shape
@@ -848,12 +897,15 @@ def _is_ndpi_name(location: Path | str) -> bool:
     return path.suffix.lower() == ".ndpi"
 
 
-def _is_reduced_copy(page: tifffile.TiffPage, base: tifffile.TiffPage) -> bool:
-    """Whether ``page`` is a tiled pyramid level of ``base``: smaller, same aspect and samples.
+def _is_reduced_copy(
+    page: tifffile.TiffPage, base: tifffile.TiffPage, *, tiled: bool = True
+) -> bool:
+    """Whether ``page`` is a pyramid level of ``base``: smaller, same aspect and samples.
 
     A level's sides are level 0's divided by one downsample and rounded either way, so
     ``h = H/d + e1`` and ``w = W/d + e2`` with ``|e1|, |e2| < 1``: then ``|H*w - h*W|`` is
-    below ``H + W``. Aperio's thumbnail, label and macro are stripped, never tiled.
+    below ``H + W``. ``tiled``: the page must be tiled too, as levels found among other
+    pages are: Aperio's thumbnail, label and macro are stripped, never tiled.
     """
     h, w, big_h, big_w = page.imagelength, page.imagewidth, base.imagelength, base.imagewidth
     same_samples = (page.dtype, page.samplesperpixel, page.photometric, page.planarconfig) == (
@@ -863,11 +915,29 @@ def _is_reduced_copy(page: tifffile.TiffPage, base: tifffile.TiffPage) -> bool:
         base.planarconfig,
     )
     return (
-        page.is_tiled
+        (page.is_tiled or not tiled)
         and same_samples
         and 0 < h < big_h
         and 0 < w < big_w
         and abs(big_h * w - h * big_w) < big_h + big_w
+    )
+
+
+def _ndpi_level(page: tifffile.TiffPage) -> bool:
+    """Whether an NDPI page is a level of the scan: its Magnification is positive (the macro
+    says -1, the map -2)."""
+    magnification = page.tags.valueof(NDPI_MAGNIFICATION)
+    return isinstance(magnification, int | float) and magnification > 0
+
+
+def _describe(page: tifffile.TiffPage) -> str:
+    """A page's size and samples, for messages: ``'a 992 x 1216 image of 3 uint8 samples
+    (RGB, tiled)'``."""
+    photometric = getattr(page.photometric, "name", page.photometric)
+    layout = "tiled" if page.is_tiled else "stripped"
+    return (
+        f"a {page.imagewidth} x {page.imagelength} image of {page.samplesperpixel} "
+        f"{page.dtype} sample(s) ({photometric}, {layout})"
     )
 
 
