@@ -8,8 +8,9 @@ arms faulthandler (a stack dump on a crash, and one just before the time limit, 
 shows where it was), and does what issue 15 says: open, the DataTree, every level (whole when
 at most ``max_level_pixels``, else 20 random 256-px windows plus windows over the tiles the
 mutation touched), associated images, compat ``getMetadata`` and two ``getRegion`` calls.
-Each step's exception is kept with the innermost wsiarray frame. The parent kills a child's
-process group at the time limit.
+Each step's exception is kept with the innermost wsiarray frame (:mod:`fuzz.steps`). The
+parent kills a child's process group at the time limit. A job with a ``reader`` runs that
+reference library's steps instead (:mod:`fuzz.readers`), under the same limits.
 
 Outcome classes (issue 15's table): ``clean_error`` (every exception a WsiArrayError),
 ``read_fine``, ``silent_wrong_pixels``, ``silent_lost_levels``, ``memory`` (MemoryError, or
