@@ -17,7 +17,7 @@ __all__ = ["open", "open_datatree"]
 
 
 def open(
-    path: str | os.PathLike[str],
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
     /,
     *,
     reader: str = "auto",
@@ -32,9 +32,10 @@ def open(
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str, bytes or os.PathLike
         The slide file (for MIRAX the ``.mrxs`` file), a DICOM WSI series' folder or one of
         its instances, or a DICOMweb series URL (``http(s)://…/studies/<uid>/series/<uid>``).
+        A ``bytes`` path is decoded as :func:`os.fsdecode` does.
     reader : {"auto", "tifffile", "dicom", "openslide", "pil", "zarr"} or str, optional
         Which reader to use. ``"auto"`` (default) picks by the file's content: tifffile for
         TIFF-family files, dicom for DICOM WSI, OpenSlide for what it recognises, Pillow for
@@ -67,7 +68,8 @@ def open(
         ``path`` does not exist.
     UnsupportedFormatError
         No reader can open the file (the message says what each reader answered), or the
-        path is a directory.
+        path is a directory that is not a zarr store or DICOM folder, or is not a regular
+        file (a FIFO, a device).
     TruncatedFileError
         The file is cut short.
 
@@ -88,7 +90,7 @@ def open(
 
 
 def open_datatree(
-    path: str | os.PathLike[str],
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
     /,
     *,
     reader: str = "auto",

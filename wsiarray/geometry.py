@@ -8,22 +8,34 @@ stop, so the pixels returned always cover the asked area. Lengths convert throug
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from wsiarray.errors import MissingResolutionError, OptionError, RegionError, UnitError
+from wsiarray.errors import (
+    MissingResolutionError,
+    OptionError,
+    PixelBudgetError,
+    RegionError,
+    ScaleError,
+    UnitError,
+    WsiArrayError,
+)
 from wsiarray.units import LENGTH_UNITS, from_mm, length_unit, to_mm
 
 __all__ = [
     "LEVEL_MATCH",
+    "MAX_PIXELS",
     "PIXEL_UNITS",
     "Box",
     "PixelWindow",
     "Resolution",
     "ScalePlan",
     "Unit",
+    "check_number",
+    "check_pixels",
     "normalise_unit",
     "pixel_centres",
     "plan_scale",
@@ -53,6 +65,88 @@ PIXEL_UNITS: dict[str, str] = {
 #: A file level whose downsample is within this relative distance of the asked one is used
 #: as it is, not resampled: level downsamples are size ratios (2.0005 for an odd width).
 LEVEL_MATCH = 1e-3
+
+#: The pixel budget: the most pixels (height x width, whatever the bands) one array that
+#: wsiarray allocates may hold, checked before allocating (:func:`check_pixels`): 2.5 x 10^9,
+#: 7.5 GB of 8-bit RGB, the CLI's largest image file. A request past it is a
+#: :class:`~wsiarray.PixelBudgetError` at once, where it was a MemoryError after seconds
+#: (``region(..., 1e9, 1e9, pad=True)``: > 30 s building the graph), or swapped the machine.
+#: Configurable: assign ``wsiarray.geometry.MAX_PIXELS`` (read at each call).
+MAX_PIXELS = 50_000 * 50_000
+
+
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    error: type[WsiArrayError] = OptionError,
+    positive: bool = False,
+    integer: bool = False,
+) -> float:
+    """``value`` as a float when it is a finite real number (above 0 if ``positive``, a
+    whole number if ``integer``); otherwise ``error`` naming ``name`` and the value.
+
+    The one check of a number argument: infinities and NaN would otherwise surface as
+    OverflowError, ZeroDivisionError or "cannot convert float NaN to integer" deep in
+    the arithmetic, or pass silently (``downsample=inf`` made a 1 x 1 image).
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not a real number (a wrong type, as Python's own functions say).
+    WsiArrayError
+        ``error``: the value is infinite, NaN, not positive or not whole, as asked.
+
+    Examples
+    --------
+    >>> check_number(2, "width", positive=True)
+    2.0
+    >>> check_number(float("inf"), "width", error=RegionError)
+    Traceback (most recent call last):
+    ...
+    wsiarray.errors.RegionError: width=inf is not a finite number
+    """
+    if not isinstance(value, numbers.Real):
+        msg = f"{name} must be a number, not {type(value).__name__} ({value!r})"
+        raise TypeError(msg)
+    number = float(value)
+    if not math.isfinite(number):
+        msg = f"{name}={value!r} is not a finite number"
+        raise error(msg)
+    if positive and number <= 0:
+        msg = f"{name}={value!r} must be positive"
+        raise error(msg)
+    if integer and not number.is_integer():
+        msg = f"{name}={value!r} must be a whole number of pixels"
+        raise error(msg)
+    return number
+
+
+def check_pixels(height: float, width: float, what: str, *, budget: float | None = None) -> None:
+    """Refuse, before allocating it, an array of ``height`` x ``width`` pixels over the
+    pixel budget (:data:`MAX_PIXELS`, or ``budget`` when larger: a lazy image may be as
+    large as the slide's own level 0). ``what`` names the request in the message.
+
+    Raises
+    ------
+    PixelBudgetError
+        Over the budget.
+
+    Examples
+    --------
+    >>> check_pixels(10**6, 10**6, "the output")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    wsiarray.errors.PixelBudgetError: the output would be 1,000,000 x 1,000,000 = ...
+    """
+    limit = max(MAX_PIXELS, budget or 0)
+    if height * width > limit:
+        msg = (
+            f"{what} would be {int(width):,} x {int(height):,} = {int(height * width):,} "
+            f"pixels, more than the pixel budget of {int(limit):,} "
+            "(wsiarray.geometry.MAX_PIXELS); ask for a smaller region or a lower resolution"
+        )
+        raise PixelBudgetError(msg)
 
 
 def normalise_unit(name: str) -> Unit:
@@ -131,28 +225,35 @@ def target_downsample(
     if sum(given) > 1:
         msg = "give at most one of level=, magnification=, mpp= and downsample="
         raise OptionError(msg)
-    if downsample is not None:
-        _check_scale(downsample, "downsample", 1.0, "")
-        return float(downsample)
     if level_downsample is not None:
         return float(level_downsample)
-    if magnification is not None:
-        _check_scale(magnification, "magnification", resolution.magnification, "level= or mpp=")
-        return resolution.magnification / magnification  # type: ignore[operator]
-    if mpp is not None:
-        _check_scale(mpp, "mpp", resolution.mm_x, "level= or magnification=")
-        return to_mm(mpp, "um") / resolution.mm_x  # type: ignore[operator]
-    return 1.0
+    if downsample is not None:
+        name, value = "downsample", _check_scale(downsample, "downsample", 1.0, "")
+        wanted = value
+    elif magnification is not None:
+        name = "magnification"
+        value = _check_scale(magnification, name, resolution.magnification, "level= or mpp=")
+        wanted = resolution.magnification / value  # type: ignore[operator]
+    elif mpp is not None:
+        name, value = "mpp", _check_scale(mpp, "mpp", resolution.mm_x, "level= or magnification=")
+        wanted = to_mm(value, "um") / resolution.mm_x  # type: ignore[operator]
+    else:
+        return 1.0
+    if not 0 < wanted < math.inf:  # magnification=1e-320: a downsample of inf
+        msg = f"{name}={value!r} is out of range: a downsample of {wanted!r} from full resolution"
+        raise ScaleError(msg)
+    return wanted
 
 
-def _check_scale(value: float, name: str, known: float | None, alternatives: str) -> None:
-    if value <= 0:
-        msg = f"{name} must be positive, got {value!r}"
-        raise OptionError(msg)
+def _check_scale(value: float, name: str, known: float | None, alternatives: str) -> float:
+    """A scale argument as a float: a finite positive number (:class:`ScaleError`), of a
+    kind the slide records (:class:`MissingResolutionError`)."""
+    number = check_number(value, name, error=ScaleError, positive=True)
     if known is None:
         what = "magnification" if name == "magnification" else "pixel size"
         msg = f"the slide's {what} is unknown, so {name}= cannot be used; use {alternatives}"
         raise MissingResolutionError(msg)
+    return number
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,8 +386,13 @@ def region_to_base(
     MissingResolutionError
         A physical unit on a slide whose pixel size is unknown.
     RegionError
-        Negative width or height.
+        An edge or size that is not a finite number, a negative width or height, or a
+        rectangle too far out for floats in base pixels.
     """
+    left, top, width, height = (
+        check_number(value, name, error=RegionError)
+        for value, name in ((left, "left"), (top, "top"), (width, "width"), (height, "height"))
+    )
     if width < 0 or height < 0:
         msg = f"width and height must not be negative (got {width!r} x {height!r})"
         raise RegionError(msg)
@@ -302,7 +408,14 @@ def region_to_base(
             msg = f"the slide's pixel size is unknown, so a region in {unit} cannot be placed; use pixels"
             raise MissingResolutionError(msg)
         sx, sy = to_mm(1.0, unit) / mm_x, to_mm(1.0, unit) / mm_y
-    return Box(left * sx, top * sy, (left + width) * sx, (top + height) * sy)
+    box = Box(left * sx, top * sy, (left + width) * sx, (top + height) * sy)
+    if not all(map(math.isfinite, (box.left, box.top, box.right, box.bottom))):
+        msg = (
+            f"the region left={left!r}, top={top!r}, width={width!r}, height={height!r} "
+            f"({units}) is out of range: its edges overflow in base pixels"
+        )
+        raise RegionError(msg)
+    return box
 
 
 def window_at(box: Box, downsample_y: float, downsample_x: float) -> PixelWindow:

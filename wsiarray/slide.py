@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Self
 
@@ -231,18 +232,24 @@ class Slide:
         LevelError
             No such level.
         RegionError
-            The rectangle is empty or outside the level.
+            The rectangle is empty or outside the level, or an edge or size is not a whole
+            number (NaN, infinite, 2.5).
+        PixelBudgetError
+            The rectangle, clipped, holds more than :data:`wsiarray.geometry.MAX_PIXELS`.
         """
         level_height, level_width = self.level_shapes[self._check_level(level)]
-        window = geometry.PixelWindow(top, top + height, left, left + width).clipped(
-            level_height, level_width
+        x, y, w, h = (
+            int(geometry.check_number(value, name, error=RegionError, integer=True))
+            for value, name in ((left, "left"), (top, "top"), (width, "width"), (height, "height"))
         )
+        window = geometry.PixelWindow(y, y + h, x, x + w).clipped(level_height, level_width)
         if window.shape[0] <= 0 or window.shape[1] <= 0:
             msg = (
                 f"the rectangle left={left}, top={top}, width={width}, height={height} is empty or "
                 f"outside level {level}, which is {level_width} x {level_height} pixels"
             )
             raise RegionError(msg)
+        geometry.check_pixels(*window.shape, "the rectangle read")
         with source_cache.use(self._spec) as source:
             return source.read(
                 level, slice(window.y0, window.y1), slice(window.x0, window.x1), self._plane
@@ -326,7 +333,14 @@ class Slide:
         Raises
         ------
         RegionError
-            The rectangle is empty, or entirely outside the slide (without ``pad``).
+            The rectangle is empty, entirely outside the slide (without ``pad``), or an edge
+            or size is not a finite number.
+        ScaleError
+            ``magnification`` or ``mpp`` is not a finite positive number, or is finer than
+            level 0 without ``upsample``.
+        PixelBudgetError
+            With ``pad``, the padded rectangle holds more pixels than the slide's level 0 and
+            :data:`wsiarray.geometry.MAX_PIXELS`.
         UnitError
             Unknown unit.
         MissingResolutionError
@@ -354,6 +368,9 @@ class Slide:
                 f"{self.shape[0]} base pixels; pass pad=True for background pixels"
             )
             raise RegionError(msg)
+        output = window if pad else inside
+        # lazy, but its coordinates and graph grow with it: 1e9 x 1e9 padded ran > 30 s
+        geometry.check_pixels(*output.shape, "the region", budget=self._lazy_budget)
         direct = window.shape[0] * window.shape[1] <= DIRECT_READ_PIXELS
         image = self._image(plan, dask=not direct)
         result = image.isel(y=slice(inside.y0, inside.y1), x=slice(inside.x0, inside.x1))
@@ -368,7 +385,13 @@ class Slide:
         -------
         int
             The coarsest level whose longer side is at least ``max_size`` pixels (0 if none).
+
+        Raises
+        ------
+        OptionError
+            ``max_size`` is not a positive whole number.
         """
+        geometry.check_number(max_size, "max_size", positive=True, integer=True)
         return next(
             (i for i in reversed(range(self.level_count)) if max(self.level_shapes[i]) >= max_size),
             0,
@@ -379,10 +402,19 @@ class Slide:
 
         It is read from the smallest level at least ``max_size`` pixels on its longer side and
         reduced with Pillow's Lanczos filter.
+
+        Raises
+        ------
+        OptionError
+            ``max_size`` is not a positive whole number.
+        PixelBudgetError
+            That level holds more than :data:`wsiarray.geometry.MAX_PIXELS` (a slide
+            without a pyramid): read ``slide.image(downsample=...)`` in chunks instead.
         """
         from PIL import Image
 
         level = self.thumbnail_level(max_size)
+        geometry.check_pixels(*self.level_shapes[level], f"level {level}, the thumbnail's read")
         pixels = np.asarray(self.image(level).values)
         height, width = pixels.shape[:2]
         scale = min(1.0, max_size / max(height, width))
@@ -463,7 +495,16 @@ class Slide:
                 "resolution; pass upsample=True (--upsample) to replicate pixels"
             )
             raise ScaleError(msg)
-        return geometry.plan_scale(self.level_shapes, wanted)
+        plan = geometry.plan_scale(self.level_shapes, wanted)
+        # only an upsampled image outgrows level 0; its coordinates alone are 8 bytes a row
+        geometry.check_pixels(*plan.shape, "the image at that resolution", budget=self._lazy_budget)
+        return plan
+
+    @property
+    def _lazy_budget(self) -> int:
+        """Pixels a lazy image may hold: as many as level 0 (each file level is one), or
+        the pixel budget when that is larger."""
+        return self.shape[0] * self.shape[1]
 
     def _image(
         self, plan: geometry.ScalePlan, *, chunks: ChunksLike = None, dask: bool = True
@@ -513,6 +554,11 @@ class Slide:
         )
 
     def _check_level(self, level: int) -> int:
+        try:
+            operator.index(level)
+        except TypeError:
+            msg = f"level must be an integer, not {type(level).__name__} ({level!r})"
+            raise TypeError(msg) from None
         if not 0 <= level < self.level_count:
             msg = (
                 f"level={level!r} out of range: {self.path} has {self.level_count} level(s) "

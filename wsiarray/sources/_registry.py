@@ -9,6 +9,7 @@ asked for by a name that is not built in, or when no built-in reader opens a fil
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -86,11 +87,19 @@ def _reader_class(name: str, target: str | None = None) -> type[SlideSource]:
 
 def _check_path(path: Path) -> bytes:
     """The first bytes of a file, for ``claims``; for a directory, those of the zarr store's
-    root metadata or of the first DICOM file in it."""
-    if not path.exists():
+    root metadata or of the first DICOM file in it. Anything else that is not a regular
+    file (a FIFO, a device, a socket) is refused before it is opened: reading a FIFO
+    blocks until a writer comes, forever (``wa.open`` of one hung until killed)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
         msg = f"no such file: {path}"
-        raise SlideNotFoundError(msg)
-    if path.is_dir():
+        raise SlideNotFoundError(msg) from None
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        kind = _FILE_KINDS.get(stat.S_IFMT(mode), "special file")
+        msg = f"{path} is a {kind}, not a slide file; pass the path of the slide file itself"
+        raise UnsupportedFormatError(msg)
+    if stat.S_ISDIR(mode):
         from wsiarray.ngff import root_metadata
         from wsiarray.sources.dicom_ import holds_dicom
 
@@ -112,8 +121,17 @@ def _check_path(path: Path) -> bytes:
     return header
 
 
+#: What a path that is neither a file nor a directory is, for the message.
+_FILE_KINDS = {
+    stat.S_IFIFO: "FIFO (named pipe)",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+    stat.S_IFSOCK: "socket",
+}
+
+
 def open_source(
-    path: str | os.PathLike[str],
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
     /,
     *,
     reader: str = "auto",
@@ -128,6 +146,7 @@ def open_source(
     ``http(s)://`` URL is not a local path: by "auto" a DICOMweb series URL
     (``.../studies/<uid>/series/<uid>``) opens with the dicom reader, its ``user:password@``
     moved into the ``credentials`` option. The caller owns the returned source and closes it.
+    A local path may be ``bytes`` or a path-like object, as :func:`open` takes it.
 
     ``options`` go to the reader, but for one that is wsiarray's own, for every reader:
     ``to_srgb=True`` converts the pixels from the file's ICC profile to sRGB
@@ -149,6 +168,10 @@ def open_source(
     if to_srgb not in (True, False):
         msg = f"to_srgb must be True or False, not {to_srgb!r}"
         raise OptionError(msg)
+    if isinstance(path, bytes) or (
+        isinstance(path, os.PathLike) and isinstance(os.fspath(path), bytes)
+    ):
+        path = os.fsdecode(path)  # as open() and os take them
     if is_url(path):
         source = _open_url(str(path), reader, options)
     else:
