@@ -450,3 +450,43 @@ def test_an_aperio_slide_whose_description_is_lost_opens_as_its_pyramid_not_its_
     assert slide.level_shapes == ((480, 480), (240, 240))
     window = {"level": 1, "left": 0, "top": 0, "width": 240, "height": 240}
     np.testing.assert_array_equal(slide.read(**window), expected.read(**window))
+
+
+# -- F1: a chain of directories cut short by a next offset of 0 ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "page"),
+    [
+        (TCGA, 1),  # level 0, thumbnail | level 1 lost
+        (NDPI, 2),  # fuzz ndpi-tritc/ifd_next/16.220: level 3, macro and map lost
+    ],
+    ids=["svs", "ndpi"],
+)
+def test_a_chain_cut_by_a_next_offset_of_0_is_damage_not_fewer_pages(
+    tmp_path: Path, real_slide: Callable[[str], Path], name: str, page: int
+) -> None:
+    # a well-formed TIFF with fewer pages: tifffile and OpenSlide open the pages before the
+    # cut without a word; the pages after it are in the file, used by nothing
+    source = real_slide(name)
+    path, data = _copy(source, tmp_path)
+    at, _ = _next_pointer(source, page)
+    data[at : at + 4] = b"\x00" * 4
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.DamagedFileError, match=r"bytes .* belong to no image directory") as e:
+        wa.open(path)
+    assert str(path) in str(e.value)
+    assert "cut short" in str(e.value)
+
+
+def test_zeros_after_the_last_image_are_not_a_cut_chain(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # padding, or an image an anonymiser wiped and unlinked, is no evidence of lost pages
+    source = real_slide(CMU)
+    path, data = _copy(source, tmp_path)
+    path.write_bytes(bytes(data) + b"\x00" * 100_000)
+    assert wa.open(path).level_shapes == ((2967, 2220),)
+    path.write_bytes(bytes(data) + b"\x01" * 5_000)
+    with pytest.raises(wa.DamagedFileError, match=r"last 5,000 bytes"):
+        wa.open(path)

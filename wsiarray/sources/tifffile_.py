@@ -80,6 +80,11 @@ WALKED_TAGS = frozenset((*GEOMETRY_TAGS, SUBIFDS_TAG))
 #: slides are pages, not samples, and a tile of more samples would be mostly declaration.
 MAX_SAMPLES = 64
 
+#: Bytes after the last one a file's directories, values and images use beyond which its
+#: chain of directories is taken for cut short (good files: at most 96; see
+#: :meth:`TifffileSource._check_tail`).
+UNUSED_TAIL_BYTES = 4096
+
 #: Hamamatsu's Magnification tag: a level's objective power; -1 on the macro, -2 on the map.
 NDPI_MAGNIFICATION = 65421
 
@@ -140,7 +145,9 @@ class TifffileSource(SlideSource):
             # directories read through one file object: for a URL its blocks are cached, so
             # the chain walk and tifffile's parse share the few requests they cost
             handle = self._store.open()
-            _check_ifd_chain(handle, self._store.size, self.location, ndpi=_is_ndpi_name(path))
+            self._structure_end = _check_ifd_chain(
+                handle, self._store.size, self.location, ndpi=_is_ndpi_name(path)
+            )
             handle.seek(0)
             self._tif = tifffile.TiffFile(handle, name=Path(str(path)).name)
         except BaseException:
@@ -355,6 +362,7 @@ class TifffileSource(SlideSource):
         proportion to a declared size.
         """
         size = self._store.size
+        end = self._structure_end
         for index, level in enumerate(self._series.levels):
             _check_geometry(level.keyframe, f"{self.path}: level {index}")
             missing = 0
@@ -362,7 +370,8 @@ class TifffileSource(SlideSource):
                 if page is None:
                     missing += 1
                 else:
-                    _check_data(page, level.keyframe, f"{self.path}: level {index}", size)
+                    where = f"{self.path}: level {index}"
+                    end = max(end, _check_data(page, level.keyframe, where, size))
             if missing:
                 # tifffile zeroes pages an OME-XML declares and the file lacks: a SizeZ of
                 # 10**6 over 1 page made 10**6 planes of zeros (fuzz A6: a hang building them)
@@ -376,7 +385,61 @@ class TifffileSource(SlideSource):
         for name, series in self._associated_series().items():
             for page in series.pages:
                 if page is not None:
-                    _check_data(page, None, f"{self.path}: the {name} image", size)
+                    end = max(end, _check_data(page, None, f"{self.path}: the {name} image", size))
+        self._check_tail(end)
+
+    def _check_tail(self, end: int) -> None:
+        """Refuse a file whose last bytes no directory, value or image of the chain uses.
+
+        A chain of directories cut by a next-directory offset of 0 is a well-formed TIFF with
+        fewer pages: tifffile and OpenSlide open the pages before the cut, without a word
+        (fuzz F1: an NDPI with 3 of its 4 levels and no macro, an SVS without its level 1).
+        What the cut leaves is the pages after it: in the file, reached by nothing.
+        Measured on good files (the 7 real TIFF slides of the test data; 24 libvips pyramids
+        of CMU-1, the DAPI NDPI and OS-2: JPEG, deflate, LZW, WebP, BigTIFF, SubIFDs, 256 px
+        tiles; the fuzzer's 3 synthetic SVSs and OME-TIFF): at most 96 bytes follow the last
+        byte used (the NDPIs), at most 660 are unused anywhere; the two cut mutants leave
+        307,826 and 36,584. A tail of zeros is no evidence (padding; an image an anonymiser
+        wiped and unlinked). Pages of images the reader does not open count as used.
+
+        Raises
+        ------
+        DamagedFileError
+            More than :data:`UNUSED_TAIL_BYTES` bytes, not all zero, follow the last byte used.
+        """
+        size = self._store.size
+        if size - end <= UNUSED_TAIL_BYTES:
+            return
+        # only now every other page: of the chain (QPTIFF's overview and label are in no
+        # series: 10,402 bytes of small_vectra.qptiff) and of other images' SubIFDs. A long
+        # time series has thousands of pages
+        taken = {id(page) for level in self._series.levels for page in level.pages}
+        pages = self._tif.pages
+        others = (
+            *(pages.get(i) for i in range(len(pages))),
+            *(page for series in self._tif.series for lv in series.levels for page in lv.pages),
+        )
+        for page in others:
+            if page is not None and id(page) not in taken and page.dataoffsets:
+                offsets = np.asarray(page.dataoffsets, dtype=np.uint64)
+                counts = np.asarray(page.databytecounts, dtype=np.uint64)
+                end = max(end, int((offsets + counts).max()))
+        if size - end <= UNUSED_TAIL_BYTES:
+            return
+        window = 1 << 16
+        head, last = (
+            self._store.read(end, window),
+            self._store.read(max(end, size - window), window),
+        )
+        if not any(head) and not any(last):
+            return
+        msg = (
+            f"{self.path}: its last {size - end:,} bytes (from byte {end:,} of {size:,}) belong "
+            "to no image directory, tag value or image the chain of directories reaches: the "
+            "chain was cut short (a next-directory offset set to 0), and the images after the "
+            "cut (levels or associated images) are lost; the file is damaged"
+        )
+        raise DamagedFileError(msg)
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -634,8 +697,9 @@ def _check_data(
     keyframe: tifffile.TiffPage | None,
     where: str,
     size: int,
-) -> None:
-    """Refuse a page whose tiles the declared tile grid does not match, or past the file's end.
+) -> int:
+    """Refuse a page whose tiles the declared tile grid does not match, or past the file's end;
+    return the byte where its data ends (0 for none).
 
     ``keyframe``: the level's page giving the grid (``None`` for an associated image, whose
     strips tifffile decodes whole and checks itself).
@@ -667,7 +731,7 @@ def _check_data(
         )
         raise DamagedFileError(msg)
     if not len(offsets):
-        return
+        return 0
     # offset 0 is not data (a tile the file does not store, or damage named at its read)
     ends = np.where(offsets > 0, offsets + counts, 0)
     end = int(ends.max())
@@ -677,6 +741,7 @@ def _check_data(
             f"byte {end:,}. Copy the file again completely."
         )
         raise TruncatedFileError(msg)
+    return end
 
 
 def _tile_count(page: tifffile.TiffPage) -> int | None:
@@ -693,8 +758,11 @@ def _tile_count(page: tifffile.TiffPage) -> int | None:
     return grid * depth * (page.samplesperpixel if separate else 1)
 
 
-def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) -> None:
+def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) -> int:
     """Walk the chain of image directories, refusing a cut-off file, a loop and a 0-pixel image.
+
+    Returns the byte where the last of the directories (SubIFDs too) and of their values
+    stored apart ends.
 
     Bounded: each directory is visited once, at most :data:`MAX_DIRECTORIES` of them, each
     within the file. ``ndpi``: the file is read as NDPI (tifffile does so by its name), whose
@@ -722,6 +790,7 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
         offset_size = 8  # NDPI: the next directory's offset, then its high 32 bits
     seen: dict[int, int] = {}
     previous = 0
+    last = len(header)
     while offset:
         if offset in seen:
             # tifffile finds no loop in an NDPI (it read pages forever) and drops the
@@ -763,6 +832,7 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
                 "again completely."
             )
             raise TruncatedFileError(msg)
+        last = max(last, end, values_end)
         width, length = (_inline_value(tags, tag, order) for tag in SIZE_TAGS)
         if width == 0 or length == 0:
             msg = (
@@ -791,11 +861,15 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
                         "again completely."
                     )
                     raise TruncatedFileError(msg)
+                sub_entries = fh.read(sub_count * entry_size)
                 _check_size_types(
-                    _directory_tags(fh.read(sub_count * entry_size), sub_count, entry_size, order),
+                    _directory_tags(sub_entries, sub_count, entry_size, order),
                     f"{path}: the SubIFD at byte {at:,} of image directory {len(seen) - 1}",
                 )
+                sub_end = at + count_size + sub_count * entry_size + offset_size
+                last = max(last, sub_end, _values_end(sub_entries, sub_count, entry_size, order)[0])
         offset = int.from_bytes(entries[-offset_size:], order)
+    return last
 
 
 def _directory_tags(
