@@ -163,7 +163,7 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
     """Run the campaign ``args`` describe; return the report's data."""
     names = reference_names(args)
     run.preload()
-    readers.preload(names)
+    names = readers.preload(names)
     entries = _select(corpus_mod.build(), args.formats, args.quick)
     if not entries:
         msg = "no corpus entry matches --formats"
@@ -239,7 +239,7 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
 def replay(args: argparse.Namespace) -> int:
     names = reference_names(args)
     run.preload()
-    readers.preload(names)
+    names = readers.preload(names)
     entry_name, kind, seed, index = run.parse_id(args.replay)
     entries = {e.name: e for e in corpus_mod.build()}
     if entry_name not in entries:

@@ -61,6 +61,7 @@ def test_reference_libraries_columns_count_every_mutant(tmp_path: Path) -> None:
     """Six mutants (seed 15) of an SVS every library reads, an OME-TIFF OpenSlide does not
     and a PNG only wsiarray reads: four columns, each counting every mutant once; a library is
     'unsupported' exactly on the entries whose original it does not read (~13 s)."""
+    pytest.importorskip("tiffslide", reason="tiffslide is in the bench extra")
     report = tmp_path / "fuzz-references.md"
     command = [
         sys.executable, "-m", "fuzz", "--seed", "15", "--count", "6", "--timeout", "15",
