@@ -191,4 +191,5 @@ def _read_array(
         data = handle.read(size)
     if len(data) != size:
         return None
-    return np.frombuffer(data, dtype=page.parent.byteorder + code).astype(np.uint64)
+    # no copy where the file holds little-endian LONG8 already (a read-only array)
+    return np.frombuffer(data, dtype=page.parent.byteorder + code).astype(np.uint64, copy=False)
