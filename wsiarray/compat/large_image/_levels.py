@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wsiarray.geometry import Resolution
+from wsiarray.errors import ScaleError
+from wsiarray.geometry import Resolution, check_number
 
 #: large_image's tile size when the file's is missing, under 4 px or too elongated, and the
 #: aspect ratio from which it is too elongated (the OpenSlide source's ``_getTileSize``).
@@ -160,9 +161,19 @@ def level_for_scale(
     unless all ratios are the same integer and the level exists. ``rounding``: ``"ceil"``
     (None above full resolution), any other true value ``round`` (there is no floor),
     False fractional and clamped, None fractional and not clamped.
+
+    Raises
+    ------
+    ScaleError
+        A ``magnification``, ``mm_x`` or ``mm_y`` that is not a finite positive number (a
+        ValueError). large_image takes 0 for "not given" (full resolution) and fails on the
+        others with ZeroDivisionError, "math domain error" or a NaN conversion.
     """
     scale = scale or {}
     magnification, mm_x, mm_y = scale.get("magnification"), scale.get("mm_x"), scale.get("mm_y")
+    for key, value in (("magnification", magnification), ("mm_x", mm_x), ("mm_y", mm_y)):
+        if value is not None:
+            check_number(value, f"scale {key}", error=ScaleError, positive=True)
     exact = scale.get("exact", False)
     top = levels - 1
     ratios = []

@@ -44,6 +44,8 @@ from typing import Any
 
 from wsiarray.compat.large_image._levels import Pyramid, level_for_scale, magnification_for_level
 from wsiarray.compat.large_image._regions import region_bounds
+from wsiarray.errors import OptionError
+from wsiarray.geometry import check_number
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +165,22 @@ def plan_region(
     is ``getPreferredLevel`` of the coarsest level at least as fine as the output, and the
     bounds are truncated to it (``right = max(int(right / f), left + 1)``). An ``exact``
     scale that matches no level gives None.
+
+    Raises
+    ------
+    OptionError
+        ``output`` ``maxWidth`` or ``maxHeight`` is not a finite positive number (a
+        ValueError, as large_image raises for a negative, NaN or infinite one; 0 was a
+        ZeroDivisionError here and a TypeError in large_image).
+    RegionError, ScaleError
+        A region edge or a scale value that is not a finite number (or not positive).
     """
     scale = options.get("scale") or {}
-    max_w = (options.get("output") or {}).get("maxWidth")
-    max_h = (options.get("output") or {}).get("maxHeight")
+    output = options.get("output") or {}
+    max_w, max_h = output.get("maxWidth"), output.get("maxHeight")
+    for key, value in (("maxWidth", max_w), ("maxHeight", max_h)):
+        if value is not None:
+            check_number(value, f"output {key}", positive=True)
     mag = mag_level = None
     if max_w is None and max_h is None:
         mag_level = level_for_scale(native, pyramid.levels, scale, rounding=None)
@@ -217,25 +231,36 @@ def plan_tile_grid(
 
     Raises
     ------
-    ValueError
-        The overlap is at least the tile size (large_image's message).
+    OptionError
+        The overlap is at least the tile size (large_image's message, and its ValueError),
+        or a size, overlap or offset is not a finite number (an OverflowError or bare
+        ValueError from ``int`` in large_image).
     """
     overlap = options.get("tile_overlap") or {}
-    overlap_x, overlap_y = int(overlap.get("x", 0) or 0), int(overlap.get("y", 0) or 0)
+    overlap_x, overlap_y = (
+        int(check_number(overlap.get(key, 0) or 0, f"tile_overlap {key}")) for key in "xy"
+    )
     if "tile_size" in options:
         size = options["tile_size"]
+        # one side given: square; the message names the key the value came from
+        keys = [(a if a in size else b) for a, b in (("width", "height"), ("height", "width"))]
         tile_width, tile_height = (
-            int(size.get("width", size.get("height", tile_width))),
-            int(size.get("height", size.get("width", tile_height))),
+            int(check_number(size[key], f"tile_size {key}")) if key in size else default
+            for key, default in zip(keys, (tile_width, tile_height), strict=True)
         )
     if tile_width - overlap_x <= 0 or tile_height - overlap_y <= 0:
-        msg = "Invalid tile_size or tile_overlap."
-        raise ValueError(msg)
+        msg = (
+            f"Invalid tile_size or tile_overlap. tile_size {tile_width} x {tile_height} must be "
+            f"larger than tile_overlap x={overlap_x}, y={overlap_y}"
+        )
+        raise OptionError(msg)
     scale = region.requested_scale if resampled else 1
     stride_x = max(1, math.ceil((tile_width - overlap_x) * scale))
     stride_y = max(1, math.ceil((tile_height - overlap_y) * scale))
     offset = options.get("tile_offset") or {}
     origin_x, origin_y = offset.get("left", 0), offset.get("top", 0)
+    for key, value in (("left", origin_x), ("top", origin_y)):
+        check_number(value, f"tile_offset {key}")  # kept as given: ints stay ints
     if offset.get("auto") and region.width >= stride_x and region.height >= stride_y:
         origin_x, origin_y = region.left, region.top
     edges = overlap.get("edges", False)

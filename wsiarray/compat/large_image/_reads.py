@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from wsiarray.geometry import check_pixels
+
 if TYPE_CHECKING:
     import wsiarray
 
@@ -69,7 +71,16 @@ def planar_empty(
     height: int, width: int, bands: int, dtype: np.dtype, *, populate: bool = False
 ) -> np.ndarray:
     """An uninitialised ``(height, width, bands)`` array stored band by band; ``populate``:
-    a large one has its pages mapped at once (see :data:`POPULATE_BYTES`)."""
+    a large one has its pages mapped at once (see :data:`POPULATE_BYTES`).
+
+    Raises
+    ------
+    PixelBudgetError
+        Over the pixel budget (:func:`wsiarray.geometry.check_pixels`): every read of this
+        layer allocates here, so :meth:`LevelPixels.read_parallel` refuses before it plans
+        its blocks (a 10^6 x 10^6 region once spent > 10 s submitting ~10^7 of them).
+    """
+    check_pixels(height, width, "the region read")
     shape = (bands, height, width)
     size = bands * height * width * np.dtype(dtype).itemsize
     if populate and size >= POPULATE_BYTES and hasattr(mmap, "MAP_POPULATE"):

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from wsiarray.compat.large_image._levels import Pyramid, magnification_for_scale
-from wsiarray.errors import UnitError
+from wsiarray.errors import MissingResolutionError, RegionError, UnitError
+from wsiarray.geometry import check_number
 from wsiarray.units import LENGTH_UNITS, from_mm, length_unit
 
 #: large_image's spellings of the length units it accepts (a subset of wsiarray's aliases).
@@ -62,20 +63,26 @@ def units_scale(
 
     ``mag_pixels`` are pixels at ``mag`` (a magnification dict); lengths use ``mag``'s pixel
     size when it has one and the native one otherwise; fractions are of the full size.
+
+    Raises
+    ------
+    MissingResolutionError
+        ``mag_pixels`` without a scale, or a length without a pixel size (large_image's
+        messages; a ValueError, as it raises).
     """
     if units == "fraction":
         return float(pyramid.size_x), float(pyramid.size_y)
     if units == "mag_pixels":
         if not (mag or {}).get("scale"):
             msg = "No magnification to use for units"
-            raise ValueError(msg)
+            raise MissingResolutionError(msg)
         return mag["scale"], mag["scale"]  # type: ignore[index]
     if units in LENGTH_UNITS:
         if not mag or not mag.get("scale") or not mag.get("mm_x") or not mag.get("mm_y"):
             mag = {**native, "scale": 1.0}
         if not mag.get("mm_x") or not mag.get("mm_y"):
             msg = "No mm_x or mm_y to use for units"
-            raise ValueError(msg)
+            raise MissingResolutionError(msg)
         # Divided by units per millimetre, as large_image does (its ``mmConversionDict``
         # holds these exact values), so the floats are large_image's to the last bit.
         per_mm = from_mm(1.0, units)
@@ -97,6 +104,13 @@ def region_bounds(
     Edges are scaled from their units (width and height from ``unitsWH`` when given, which
     then win over right and bottom); negative edges count from the right or bottom; missing
     ones default to the image's. With ``crop`` they are rounded and clipped to the image.
+
+    Raises
+    ------
+    RegionError
+        An edge or size that is not a finite number, or one that overflows in base pixels
+        (an OverflowError or NaN conversion ValueError in large_image; RegionError is a
+        ValueError).
     """
     sx, sy = units_scale(pyramid, native, unit(region.get("units")), mag)
     sw, sh = sx, sy
@@ -105,6 +119,8 @@ def region_bounds(
         for k in ("left", "top", "right", "bottom", "width", "height")
         if region.get(k) is not None
     }
+    for key, value in values.items():
+        check_number(value, f"region {key}", error=RegionError)
     if region.get("unitsWH"):
         sw, sh = units_scale(pyramid, native, unit(region["unitsWH"]), mag)
         for edge, start, size in (("right", "left", "width"), ("bottom", "top", "height")):
@@ -133,6 +149,8 @@ def region_bounds(
         values["bottom"] - values["height"] if {"bottom", "height"} <= values.keys() else 0,
     )
     bottom = values.get("bottom", top + values["height"] if "height" in values else size_y)
+    for key, value in (("left", left), ("top", top), ("right", right), ("bottom", bottom)):
+        check_number(value, f"region {key} in base pixels", error=RegionError)
     if crop:
         left = min(size_x, max(0, round(left)))
         right = min(size_x, max(left, round(right)))

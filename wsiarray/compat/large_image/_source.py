@@ -29,7 +29,13 @@ from wsiarray.compat.large_image._levels import (
     level_for_scale,
     magnification_for_level,
 )
-from wsiarray.compat.large_image._plans import fit_size, plan_region, plan_tile_grid
+from wsiarray.compat.large_image._plans import (
+    RegionPlan,
+    TileGridPlan,
+    fit_size,
+    plan_region,
+    plan_tile_grid,
+)
 from wsiarray.compat.large_image._prefetch import TilePrefetcher
 from wsiarray.compat.large_image._reads import LevelPixels, worker_count
 from wsiarray.compat.large_image._regions import convert_region
@@ -42,6 +48,7 @@ from wsiarray.compat.large_image._tiles import (
     tile_values,
 )
 from wsiarray.errors import OptionError
+from wsiarray.geometry import check_number, check_pixels
 
 
 def getTileSource(path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> TileSource:
@@ -81,7 +88,8 @@ class TileSource:
         reader: str = "auto",
         style: Mapping[str, Any] | None = None,
     ) -> None:
-        self._path, self._reader, self._bands_option = os.fspath(path), reader, bands
+        # a bytes path decoded as open() does (OpenSlide's format check takes str)
+        self._path, self._reader, self._bands_option = os.fsdecode(path), reader, bands
         self._style = dict(style or {})
         self._slide = _open_styled(path, reader, self._style)
         self.pyramid = Pyramid.of(self._slide.level_shapes, self._slide.metadata.levels[0].tile)
@@ -232,10 +240,17 @@ class TileSource:
 
         Large regions are decoded on one thread per core into the output (band-planar, as
         every region and tile of this layer).
+
+        Raises
+        ------
+        PixelBudgetError
+            The region read or the output holds more than the pixel budget
+            (:data:`wsiarray.geometry.MAX_PIXELS`), refused before anything is read.
         """
         plan = plan_region(self.pyramid, self.getNativeMagnification(), kwargs)
         if plan is None:  # large_image's empty region
             return encode(np.zeros((0, 0, 3), dtype=np.float64), format, kwargs)
+        check_pixels(plan.output_height, plan.output_width, "getRegion's output")
         image = self._level_pixels(plan.level).read_parallel(
             plan.left, plan.top, plan.width, plan.height
         )
@@ -249,10 +264,18 @@ class TileSource:
     def getThumbnail(
         self, width: int | None = None, height: int | None = None, **kwargs: Any
     ) -> tuple[Any, str]:
-        """The whole image fitted in ``width`` x ``height`` (256 x 256 by default)."""
-        if (width is not None and width < 2) or (height is not None and height < 2):
-            msg = "Invalid width or height.  Minimum value is 2."
-            raise ValueError(msg)
+        """The whole image fitted in ``width`` x ``height`` (256 x 256 by default).
+
+        Raises
+        ------
+        OptionError
+            ``width`` or ``height`` under 2, NaN or infinite (large_image's message; a
+            ValueError, as it raises).
+        """
+        for name, value in (("width", width), ("height", height)):
+            if value is not None and check_number(value, name) < 2:
+                msg = f"Invalid width or height.  Minimum value is 2 (got {name}={value!r})."
+                raise OptionError(msg)
         if width is None and height is None:
             width = height = 256
         kwargs = {k: v for k, v in kwargs.items() if k not in ("region", "output")}
@@ -293,6 +316,7 @@ class TileSource:
             resample = False
         resampled = resample is not False
         grid = plan_tile_grid(plan, self.tileWidth, self.tileHeight, kwargs, resampled=resampled)
+        _check_tile_pixels(plan, grid, resampled=resampled)
         fmt = ((format,) if isinstance(format, str) else tuple(format))[0]
         mag = self.getMagnificationForLevel(plan.level)
         prefetcher = None
@@ -371,11 +395,26 @@ class TileSource:
             return None
         image = with_bands(self._slide.associated[imageKey].values, self._band_count)
         width, height = kwargs.get("width"), kwargs.get("height")
+        for name, value in (("width", width), ("height", height)):
+            if value:  # 0 and None: not given, as large_image takes them
+                check_number(value, name, positive=True)
         if width or height:
             out_w, out_h, _ = fit_size(width, height, image.shape[1], image.shape[0])
+            check_pixels(out_h, out_w, "the associated image's output")
             if (out_w, out_h) != image.shape[1::-1]:
                 image = resize(image, out_w, out_h, upsample=out_w > image.shape[1], resample=True)
         return encode(image, kwargs.get("format", (TILE_FORMAT_IMAGE,)), kwargs)
+
+
+def _check_tile_pixels(plan: RegionPlan, grid: TileGridPlan, *, resampled: bool) -> None:
+    """Refuse, before the first tile, tiles over the pixel budget: the largest tile read
+    (its stride and overlap, within the region) and, resampled, its output size."""
+    read_w = min(plan.width, grid.x.stride + grid.x.overlap)
+    read_h = min(plan.height, grid.y.stride + grid.y.overlap)
+    check_pixels(read_h, read_w, "a tile read")
+    if resampled:
+        scale = plan.requested_scale
+        check_pixels(read_h / scale, read_w / scale, "a tile's output")
 
 
 def _finish_box(image: np.ndarray, *, fmt: str, requested: float, resample: Any) -> tuple[Any, str]:
