@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import dask.array as da
@@ -14,7 +15,7 @@ import tifffile
 import xarray as xr
 
 import wsiarray as wa
-from wsiarray.arrays import band_planar, pad_background
+from wsiarray.arrays import PlaneStack, WindowArray, band_planar, pad_background, to_dask
 
 SVS = "aperio/CMU-1-Small-Region.svs"  # 2220 x 2967, 240-px tiles
 NDPI = "hamamatsu/test3-DAPI-2-(387).ndpi"
@@ -109,3 +110,46 @@ def test_reads_without_dask_equal_dask_reads(real_slide) -> None:
         window = {"y": slice(300, 700, 3), "x": [5, 17, 400]}
         np.testing.assert_array_equal(lazy.isel(window).values, chunked.isel(window).values)
         xr.testing.assert_identical(lazy[:64, :64].load(), chunked[:64, :64].compute())
+
+
+def _outer(data: np.ndarray, key: tuple[object, ...]) -> np.ndarray:
+    """``data[key]`` with each axis indexed on its own (outer indexing, as dask's getters)."""
+    at = next((i for i, k in enumerate(key) if k is Ellipsis), len(key))
+    key = (*key[:at], *[slice(None)] * (data.ndim - len(key) + (at < len(key))), *key[at + 1 :])
+    for axis in reversed(range(len(key))):  # the last first: ints drop no axis still to index
+        data = data[(slice(None),) * axis + (key[axis],)]
+    return data
+
+
+@dataclass(frozen=True)
+class _Planes(WindowArray):
+    """One plane of ``stack`` (planes, y, x, c), read as a level reads one."""
+
+    stack: np.ndarray
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    plane: tuple[int, ...] = ()
+
+    def read_window(self, rows: slice, cols: slice) -> np.ndarray:
+        return self.stack[self.plane][rows, cols]
+
+
+def test_plane_stack_reads_the_planes_it_selects() -> None:
+    data = np.arange(2 * 3 * 5 * 4 * 3, dtype=np.uint16).reshape(2, 3, 5, 4, 3)
+    stack = PlaneStack(_Planes(data, (5, 4, 3), data.dtype), (2, 3))  # type: ignore[arg-type]
+    assert (stack.shape, stack.ndim, stack.dtype) == (data.shape, 5, data.dtype)
+    for key in [
+        (1, 2),
+        (slice(None), -1, slice(1, 4), [0, 3]),
+        (0, slice(0, 3, 2), 4, slice(None), 1),
+        (np.array([1, 0]), 1, ..., 2),
+        (..., slice(2, 3), 0),
+        (slice(1, 1), 0),  # no plane
+    ]:
+        np.testing.assert_array_equal(stack[key], _outer(data, key), err_msg=repr(key))
+    block = stack[0:1, 2:3, 1:4]  # one plane: the read block itself, still band-planar
+    assert np.moveaxis(block, -1, 0)[:, 0, 0].flags.c_contiguous
+    lazy = to_dask(stack, (1, 1, 2, 3), "wsiarray-test-planes")
+    assert lazy.chunks == ((1, 1), (1, 1, 1), (2, 2, 1), (3, 1), (3,))
+    np.testing.assert_array_equal(lazy.compute(), data)
+    np.testing.assert_array_equal(lazy[1, :, 3].compute(), data[1, :, 3])

@@ -8,6 +8,7 @@ notebook runs on ``distributed`` workers, which open the slide themselves.
 - :class:`LevelArray`: a level of the file, as stored;
 - :class:`ResampledArray`: a level area-resampled to another resolution;
 - :class:`AssociatedArray`: a label, macro or thumbnail image;
+- :class:`PlaneStack`: every plane (z, t) of a level or resampled level, ``(*planes, y, x, c)``;
 - :class:`WindowArrayWrapper`: xarray's ``BackendArray`` over any of them, for reads of
   exactly a selection in the calling thread, without dask;
 - :class:`TileMapArray`: a function's results over the tiles of a grid.
@@ -18,7 +19,8 @@ Blocks come out band-planar (:func:`band_planar`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import product
 from typing import Any
 
 import dask.array as da
@@ -33,6 +35,7 @@ from wsiarray.sources import SourceSpec, source_cache
 __all__ = [
     "AssociatedArray",
     "LevelArray",
+    "PlaneStack",
     "ResampledArray",
     "TileMapArray",
     "WindowArray",
@@ -128,10 +131,63 @@ class AssociatedArray(WindowArray):
             return source.read_associated(self.name)[rows, cols]
 
 
-class WindowArrayWrapper(BackendArray):
-    """xarray's backend array over a :class:`WindowArray`: outer indexing reads the selection."""
+@dataclass(frozen=True, slots=True)
+class PlaneStack:
+    """Every plane of a slide with planes: ``(*planes, y, x, c)`` over a plane's array.
 
-    def __init__(self, array: WindowArray) -> None:
+    Indexing reads the selected planes through ``array`` with its ``plane`` set to each; a
+    dask chunk of one plane reads one, so one array serves any number of planes (a stack
+    of per-plane arrays cost a graph layer and a DataArray per plane).
+    """
+
+    #: the array of one plane (its ``plane`` is replaced by each plane read)
+    array: LevelArray | ResampledArray
+    #: the number of planes along each plane dimension
+    counts: tuple[int, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (*self.counts, *self.array.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        at = next((i for i, k in enumerate(key) if k is Ellipsis), None)  # not .index: arrays
+        if at is not None:
+            key = (*key[:at], *[slice(None)] * (self.ndim - len(key) + 1), *key[at + 1 :])
+        depth = len(self.counts)
+        key = (*key, *[slice(None)] * (depth - len(key)))
+        # a range for a slice, not np.arange: a million declared planes stay cheap to index
+        picks = [
+            np.arange(count)[k] if np.ndim(k) else range(count)[k]
+            for count, k in zip(self.counts, key[:depth], strict=True)
+        ]
+        kept = [len(p) for p in picks if not isinstance(p, int | np.integer)]
+        each = [p if isinstance(p, range | np.ndarray) else (p,) for p in picks]
+        blocks = [
+            replace(self.array, plane=tuple(int(i) for i in plane))[key[depth:]]
+            for plane in product(*each)
+        ]
+        if not blocks:  # no plane selected: an empty array of the selection's shape
+            window = np.broadcast_to(np.empty((), self.dtype), self.array.shape)[key[depth:]]
+            return np.empty((*kept, *window.shape), self.dtype)
+        if len(blocks) == 1:  # a view: keeps the block band-planar
+            return blocks[0].reshape((*kept, *blocks[0].shape))
+        return np.stack(blocks).reshape((*kept, *blocks[0].shape))
+
+
+class WindowArrayWrapper(BackendArray):
+    """xarray's backend array over a :class:`WindowArray` or :class:`PlaneStack`: outer
+    indexing reads the selection."""
+
+    def __init__(self, array: WindowArray | PlaneStack) -> None:
         self.array = array
         self.shape = array.shape
         self.dtype = array.dtype
@@ -142,21 +198,21 @@ class WindowArrayWrapper(BackendArray):
         )
 
 
-def lazily_indexed(array: WindowArray) -> indexing.LazilyIndexedArray:
+def lazily_indexed(array: WindowArray | PlaneStack) -> indexing.LazilyIndexedArray:
     """``array`` for xarray without dask: indexing stays lazy, ``.values`` reads the selection."""
     return indexing.LazilyIndexedArray(WindowArrayWrapper(array))
 
 
-def to_dask(array: WindowArray, chunks: tuple[Any, ...], name: str) -> da.Array:
-    """A dask array over ``array``, one task per chunk of ``chunks`` (rows, cols[, bands]):
-    chunk sides, or each axis's chunk sizes as dask takes them."""
+def to_dask(array: WindowArray | PlaneStack, chunks: tuple[Any, ...], name: str) -> da.Array:
+    """A dask array over ``array``, one task per chunk of ``chunks`` ([planes,] rows, cols[,
+    bands]): chunk sides, or each axis's chunk sizes as dask takes them."""
     return da.from_array(
         array,
-        chunks=chunks if len(chunks) == 3 else (*chunks, -1),
+        chunks=chunks if len(chunks) == array.ndim else (*chunks, -1),
         name=name,
         asarray=False,
         fancy=True,  # dask 2026.8 fuses slices into the read only for fancy getters
-        meta=np.empty((0, 0, 0), dtype=array.dtype),
+        meta=np.empty((0,) * array.ndim, dtype=array.dtype),
     )
 
 
