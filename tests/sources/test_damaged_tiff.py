@@ -490,3 +490,17 @@ def test_zeros_after_the_last_image_are_not_a_cut_chain(
     path.write_bytes(bytes(data) + b"\x01" * 5_000)
     with pytest.raises(wa.DamagedFileError, match=r"last 5,000 bytes"):
         wa.open(path)
+
+
+def test_a_level_of_another_aspect_is_refused_naming_it(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # tifffile's SVS series keeps a tiled page of any shape as a level
+    source = real_slide(TCGA)
+    path, data = _copy(source, tmp_path)
+    _set_value(data, _entry(source, 2, "ImageLength"), 3000)  # level 1: 2221 x 1783
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        wa.DamagedFileError, match=r"level 1 is a 2221 x 3000 image .* not a reduce"
+    ):
+        wa.open(path)
