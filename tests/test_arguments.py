@@ -102,12 +102,25 @@ def test_padded_region_over_the_budget_is_refused_at_once(slide: wa.Slide) -> No
 def test_padded_region_within_the_slide_size_is_lazy_not_refused(
     slide: wa.Slide, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The lazy budget is the larger of MAX_PIXELS and level 0's pixels."""
+    """The lazy budget is the larger of MAX_LAZY_PIXELS and level 0's pixels."""
     monkeypatch.setattr(geometry, "MAX_PIXELS", 100)
+    monkeypatch.setattr(geometry, "MAX_LAZY_PIXELS", 100)
     region = slide.region(-10, -10, 2000, 2000, pad=True)
     assert region.shape == (2000, 2000, 3)
     with pytest.raises(wa.PixelBudgetError):
         slide.region(-10, -10, 3000, 3000, pad=True)  # 9e6 > 2220 x 2967
+
+
+def test_a_small_region_upsampled_from_a_slide_over_the_in_memory_budget_reads(
+    slide: wa.Slide, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the 512^2 region is allocated; the whole image at 2x (4 x 6.6 Mpx) is lazy, so
+    the in-memory budget does not apply to it (it once refused such a region)."""
+    monkeypatch.setattr(geometry, "MAX_PIXELS", 1000 * 1000)
+    region = slide.region(100, 100, 256, 256, magnification=40, upsample=True)
+    assert region.shape == (512, 512, 3)
+    expected = slide.read(100, 100, 256, 256)
+    assert (region.values == expected.repeat(2, axis=0).repeat(2, axis=1)).all()
 
 
 def test_upsampled_image_over_the_budget(slide: wa.Slide) -> None:

@@ -11,7 +11,7 @@ import tifffile
 from PIL import Image
 
 import wsiarray
-from wsiarray import cli
+from wsiarray import cli, geometry
 from wsiarray.cli import main
 
 CMU = "aperio/CMU-1-Small-Region.svs"
@@ -134,7 +134,7 @@ def test_region_errors_are_one_line(
 def test_region_too_big_for_one_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, real_slide
 ) -> None:
-    monkeypatch.setattr(cli, "MAX_REGION_PIXELS", 100 * 100)
+    monkeypatch.setattr(geometry, "MAX_PIXELS", 100 * 100)
     args = ["--left", "0", "--top", "0", "--width", "101", "--height", "100"]
     assert main(["region", str(real_slide(CMU)), *args, "-o", str(tmp_path / "r.npy")]) == 1
     assert "more than the 10,000 one image file takes" in capsys.readouterr().err

@@ -32,10 +32,8 @@ if TYPE_CHECKING:
     from wsiarray.geometry import PixelWindow, ScalePlan
     from wsiarray.slide import Slide
 
-__all__ = ["MAX_REGION_PIXELS", "PROGRESS_AFTER", "main"]
+__all__ = ["PROGRESS_AFTER", "main"]
 
-#: The largest region ``wsiarray region`` writes to one file (pixels); larger: ``convert``.
-MAX_REGION_PIXELS = 50_000 * 50_000
 #: Seconds of work before the progress bar appears.
 PROGRESS_AFTER = 1.0
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy")
@@ -164,12 +162,14 @@ def _direct_window(
     enough to be read directly; else ``None`` (and ``Slide.region`` does the work, and
     raises what it raises). The same plan and window as ``Slide.region``'s, so the same pixels
     (tests/test_cli.py compares them)."""
+    from wsiarray import geometry
+
     index = 0 if level is None else level
     if not 0 <= index < slide.level_count:
         return None
     plan, window = slide.region_window(left, top, width, height, units=units, level=index)
     rows, cols = window.shape
-    if rows <= 0 or cols <= 0 or rows * cols > min(DIRECT_READ_PIXELS, MAX_REGION_PIXELS):
+    if rows <= 0 or cols <= 0 or rows * cols > min(DIRECT_READ_PIXELS, geometry.MAX_PIXELS):
         return None
     return (plan, window) if window.clipped(*plan.shape) == window else None
 
@@ -328,12 +328,14 @@ def region(
         pad=pad,
         upsample=upsample,
     )
-    pixels = image.shape[0] * image.shape[1]
-    if pixels > MAX_REGION_PIXELS:
+    from wsiarray import geometry
+
+    budget = geometry.MAX_PIXELS  # the library's one budget, read now: it may be changed
+    if image.shape[0] * image.shape[1] > budget:
         msg = (
             f"the region is {image.shape[1]} x {image.shape[0]} pixels, more than the "
-            f"{MAX_REGION_PIXELS:,} one image file takes; ask for a lower --magnification or "
-            "use `wsiarray convert` for the whole slide"
+            f"{budget:,} one image file takes (wsiarray.geometry.MAX_PIXELS); ask for a "
+            "lower --magnification or use `wsiarray convert` for the whole slide"
         )
         raise PixelBudgetError(msg)
     with _progress(ctx):

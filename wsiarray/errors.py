@@ -71,7 +71,8 @@ class RegionError(WsiArrayError, ValueError):
 
 
 class ScaleError(WsiArrayError, ValueError):
-    """A scale finer than the slide's full resolution was asked for without ``upsample=True``."""
+    """A scale that is not a finite positive number, or one finer than the slide's full
+    resolution asked for without ``upsample=True``."""
 
 
 class UnitError(WsiArrayError, ValueError):

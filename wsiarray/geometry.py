@@ -27,6 +27,7 @@ from wsiarray.units import LENGTH_UNITS, from_mm, length_unit, to_mm
 
 __all__ = [
     "LEVEL_MATCH",
+    "MAX_LAZY_PIXELS",
     "MAX_PIXELS",
     "PIXEL_UNITS",
     "Box",
@@ -37,7 +38,6 @@ __all__ = [
     "check_number",
     "check_pixels",
     "normalise_unit",
-    "pixel_centres",
     "plan_scale",
     "region_to_base",
     "split_index",
@@ -73,6 +73,14 @@ LEVEL_MATCH = 1e-3
 #: (``region(..., 1e9, 1e9, pad=True)``: > 30 s building the graph), or swapped the machine.
 #: Configurable: assign ``wsiarray.geometry.MAX_PIXELS`` (read at each call).
 MAX_PIXELS = 50_000 * 50_000
+
+#: The most pixels a *lazy* image may hold (an upsampled image, a padded region): nothing is
+#: allocated, but dask's chunks grow with it. 2^40 pixels in 4096-px chunks are 65,536
+#: chunks: building that array took 0.04 s and computing a 1000^2 slice of it 2.5 s (dask
+#: culls the graph), where 1e9 x 1e9 padded ran > 30 s. Level 0 of a 200k^2 slide upsampled
+#: 5x per axis fits. A slide's own levels are never refused (:func:`check_pixels` takes the
+#: larger of this and level 0).
+MAX_LAZY_PIXELS = 2**40
 
 
 def check_number(
@@ -348,17 +356,6 @@ def plan_scale(level_shapes: tuple[tuple[int, int], ...], downsample: float) -> 
         downsample=(downsample, downsample),
         factor=(downsample * height / base_h, downsample * width / base_w),
     )
-
-
-def pixel_centres(start: int, stop: int, step: float) -> np.ndarray:
-    """Positions of the centres of pixels ``start`` to ``stop - 1``, ``step`` apart.
-
-    Examples
-    --------
-    >>> pixel_centres(0, 3, 0.5)
-    array([0.25, 0.75, 1.25])
-    """
-    return (np.arange(start, stop, dtype=np.float64) + 0.5) * step
 
 
 def region_to_base(

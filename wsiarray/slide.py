@@ -503,8 +503,10 @@ class Slide:
     @property
     def _lazy_budget(self) -> int:
         """Pixels a lazy image may hold: as many as level 0 (each file level is one), or
-        the pixel budget when that is larger."""
-        return self.shape[0] * self.shape[1]
+        :data:`wsiarray.geometry.MAX_LAZY_PIXELS` when that is larger. Not the in-memory
+        budget: a 512^2 region upsampled 2x from a 1.5 Gpx slide (6 Gpx at that scale) was
+        refused by it, though it reads 512^2 pixels."""
+        return max(self.shape[0] * self.shape[1], geometry.MAX_LAZY_PIXELS)
 
     def _image(
         self, plan: geometry.ScalePlan, *, chunks: ChunksLike = None, dask: bool = True
