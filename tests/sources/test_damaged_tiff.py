@@ -351,6 +351,21 @@ def test_planes_the_ome_xml_declares_and_the_file_lacks_are_refused_at_open(
     assert str(path) in str(e.value)
 
 
+def test_an_ome_xml_declaring_more_planes_than_a_tiff_holds_is_refused_before_tifffile(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # tifffile's OME series lists every declared plane: SizeZ 10**8 took it 64 s and 1.6 GB
+    path, data = _copy(real_slide(OS2), tmp_path)
+    path.write_bytes(bytes(data))
+    xml = tifffile.tiffcomment(path)
+    tifffile.tiffcomment(path, xml.replace('SizeZ="1"', 'SizeZ="100000000"').encode())
+    start = time.perf_counter()
+    with pytest.raises(wa.DamagedFileError, match=r"OME-XML declares 300,000,000 planes") as e:
+        wa.open(path)
+    assert time.perf_counter() - start < 5
+    assert str(path) in str(e.value)
+
+
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [

@@ -16,6 +16,7 @@ __all__ = [
     "magnification_or_derived",
     "mm_from_mpp",
     "mm_from_resolution",
+    "ome_declared_planes",
     "ome_pixel_metadata",
     "parse_color",
     "philips_mm",
@@ -127,6 +128,30 @@ def ome_pixel_metadata(
         _positive_float(objective.get("NominalMagnification")) if objective is not None else None
     )
     return sizes[0], sizes[1], power, names
+
+
+#: An OME-XML ``Pixels`` start tag (any namespace prefix) and its plane sizes.
+OME_PIXELS_TAG = re.compile(r"<(?:[\w.-]+:)?Pixels\s[^>]*>")
+OME_PLANE_SIZE = re.compile(r"\bSize([ZCT])\s*=\s*[\"'](\d+)[\"']")
+
+
+def ome_declared_planes(xml: str) -> int:
+    """The planes (Z x C x T) an OME-XML's images declare, together; a size that is not a
+    number counts as 1 (tifffile names it).
+
+    A scan of the ``Pixels`` start tags, not a parse: it runs before tifffile's OME parse,
+    which builds a list of that many pages, to bound it.
+
+    Examples
+    --------
+    >>> ome_declared_planes('<OME><Image><Pixels SizeC="3" SizeZ="5" SizeT="2"/></Image></OME>')
+    30
+    """
+    total = 0
+    for tag in OME_PIXELS_TAG.findall(xml):
+        sizes = dict(OME_PLANE_SIZE.findall(tag))
+        total += math.prod(int(sizes.get(axis, 1)) for axis in "ZCT")
+    return total
 
 
 #: Seconds per OME time unit (TimeIncrementUnit; OME's default is "s").
