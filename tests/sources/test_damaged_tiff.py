@@ -519,3 +519,25 @@ def test_a_level_of_another_aspect_is_refused_naming_it(
         wa.DamagedFileError, match=r"level 1 is a 2221 x 3000 image .* not a reduce"
     ):
         wa.open(path)
+
+
+def test_a_subifd_level_with_a_0_tile_size_is_damage_offered_to_no_other_reader(
+    tmp_path: Path,
+) -> None:
+    # fuzz synthetic-ome/tag_value/16.25: TileLength 128 -> 0 in SubIFD level 1; the tiff
+    # reader refused it as unsupported, so "auto" gave it to OpenSlide, which opened level 0
+    # of the 3-level SubIFD pyramid alone
+    path = tmp_path / "pyramid.ome.tif"
+    base = np.random.default_rng(0).integers(0, 255, (600, 800, 3), dtype=np.uint8)
+    options = {"tile": (128, 128), "compression": "zlib", "photometric": "rgb"}
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(base, subifds=2, **options)
+        for step in (2, 4):
+            tif.write(base[::step, ::step], subfiletype=1, **options)
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        tif.filehandle.seek(tif.pages[0].subifds[0])
+        _set_value(data, tifffile.TiffPage(tif, index=(0, 0)).tags["TileLength"].offset, 0)
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.DamagedFileError, match=r"level 1 declares a 400 x 300 image in 128 x 0"):
+        wa.open(path)

@@ -30,7 +30,7 @@ import numpy as np
 import tifffile
 from tifffile import COMPRESSION, PLANARCONFIG
 
-from wsiarray.errors import CorruptTileError, UnsupportedFormatError
+from wsiarray.errors import CorruptTileError, DamagedFileError
 from wsiarray.sources._jpeg import JpegTileDecoder
 from wsiarray.sources._store import ByteStore
 from wsiarray.sources._tifffile_internals import decode_tile
@@ -245,7 +245,7 @@ class LevelTiles:
                 f"{width} x {length} {'tiles' if tiled else 'strips'}; a tile or strip cannot be "
                 "0 pixels wide or high, so the file is damaged"
             )
-            raise UnsupportedFormatError(msg)
+            raise DamagedFileError(msg)
         self.grid = (
             math.ceil(self.shape[0] / self.tile[0]),
             math.ceil(self.shape[1] / self.tile[1]),
