@@ -541,3 +541,71 @@ def test_a_subifd_level_with_a_0_tile_size_is_damage_offered_to_no_other_reader(
     path.write_bytes(bytes(data))
     with pytest.raises(wa.DamagedFileError, match=r"level 1 declares a 400 x 300 image in 128 x 0"):
         wa.open(path)
+
+
+# -- seed 17: layout tags, a level 0 in a SubIFD's place, an associated image's strips ---------
+
+
+@pytest.mark.parametrize(
+    ("tag", "dtype", "value", "message"),
+    [
+        # svs-j2k-tcga/tag_type/17.35: "no installed codec" for compression 0, so "auto"
+        # opened the file with OpenSlide, without level 1
+        ("Compression", 12, None, r"declares Compression as 1 value\(s\) of TIFF type 12"),
+        # svs-j2k-tcga/ifd_flip/17.978: tifffile raised TypeError reading the page
+        ("SamplesPerPixel", 2, None, r"declares SamplesPerPixel as 1 value\(s\) of TIFF type 2"),
+        # synthetic-svs-lzw/ifd_flip/17.310: tifffile read the level as separate planes
+        ("PlanarConfiguration", None, 5, r"declares PlanarConfiguration = 5"),
+    ],
+)
+def test_a_level_whose_pixel_layout_tag_is_damaged_is_refused(
+    tmp_path: Path,
+    real_slide: Callable[[str], Path],
+    tag: str,
+    dtype: int | None,
+    value: int | None,
+    message: str,
+) -> None:
+    source = real_slide(TCGA)
+    path, data = _copy(source, tmp_path)
+    at = _entry(source, 2, tag)  # level 1
+    if dtype is not None:
+        data[at + 2 : at + 4] = struct.pack("<H", dtype)
+    if value is not None:
+        _set_value(data, at, value)
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.DamagedFileError, match=rf"image directory 2 {message}") as e:
+        wa.open(path)
+    assert str(path) in str(e.value)
+
+
+def test_a_level_0_too_small_for_its_subifds_is_refused_not_replaced_by_one(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # synthetic-ome/tag_value/17.554: level 0's ImageLength 600 -> 2; tifffile's OME series
+    # failed, and its generic one made a SubIFD the largest image: opened as level 1 alone
+    source = real_slide(PYRAMID)  # 16 x 16, SubIFDs 8 x 8 and 4 x 4
+    path, data = _copy(source, tmp_path)
+    _set_value(data, _entry(source, 0, "ImageLength"), 2, ">")
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.DamagedFileError, match=r"SubIFD 0 of page 0 is a 8 x 8 image") as e:
+        wa.open(path)
+    assert "not a reduced copy of page 0 (a 16 x 2 image" in str(e.value)
+
+
+def test_an_associated_image_whose_strips_do_not_cover_it_is_refused_at_open(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # qptiff-vectra/huge_size/17.117: the thumbnail's ImageLength -> 10**6 over its 90 strips;
+    # tifffile only logs the strip count, and reading the thumbnail allocated 1.8 GiB
+    source = real_slide(CMU)
+    path, data = _copy(source, tmp_path)
+    at = _entry(source, 1, "ImageLength")  # the thumbnail: 574 x 768 in 48 strips
+    data[at + 2 : at + 4] = struct.pack("<H", 4)
+    _set_value(data, at, 1_000_000)
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        wa.DamagedFileError,
+        match=r"the thumbnail image is a 574 x 1000000 image .* lists 48 offsets",
+    ):
+        wa.open(path)

@@ -14,7 +14,7 @@ import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, ClassVar, Literal, override
+from typing import Any, BinaryIO, ClassVar, Literal, NamedTuple, override
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -74,8 +74,16 @@ SUBIFD_TYPE_SIZES = {4: 4, 13: 4, 16: 8, 18: 8}
 
 #: Tags that size an image or its tiles: ImageWidth, ImageLength, TileWidth, TileLength.
 GEOMETRY_TAGS = (256, 257, 322, 323)
+#: Tags of one integer that say how to read the pixels: Compression, PhotometricInterpretation,
+#: SamplesPerPixel, PlanarConfiguration. tifffile reads one of another type or count as a
+#: float or tuple (and raised TypeError reading the page: "slice indices must be integers"),
+#: or as 0, an unknown compression.
+LAYOUT_TAGS = (259, 262, 277, 284)
+#: PlanarConfiguration and its values (contiguous, separate): tifffile reads another as
+#: separate planes, with a warning; the level left the pyramid.
+PLANAR_TAG, PLANAR_VALUES = 284, (1, 2)
 #: The tags the chain walk reads in every directory.
-WALKED_TAGS = frozenset((*GEOMETRY_TAGS, SUBIFDS_TAG))
+WALKED_TAGS = frozenset((*GEOMETRY_TAGS, *LAYOUT_TAGS, SUBIFDS_TAG))
 #: SamplesPerPixel beyond which a directory is taken for damaged: channels of fluorescence
 #: slides are pages, not samples, and a tile of more samples would be mostly declaration.
 MAX_SAMPLES = 64
@@ -145,7 +153,7 @@ class TifffileSource(SlideSource):
             # directories read through one file object: for a URL its blocks are cached, so
             # the chain walk and tifffile's parse share the few requests they cost
             handle = self._store.open()
-            self._structure_end = _check_ifd_chain(
+            self._chain = _check_ifd_chain(
                 handle, self._store.size, self.location, ndpi=_is_ndpi_name(path)
             )
             handle.seek(0)
@@ -308,10 +316,20 @@ class TifffileSource(SlideSource):
         """
         levels = self._series.levels
         base = levels[0].keyframe
-        places = [(f"level {i}", level.keyframe) for i, level in enumerate(levels[1:], 1)]
-        if base.subifds:
+        places = [
+            (f"level {i}", level.keyframe, "level 0", base) for i, level in enumerate(levels[1:], 1)
+        ]
+        # a level 0 that is itself a SubIFD (tifffile's generic series when its OME series
+        # failed) is measured against the page holding it: level 0's ImageLength 600 -> 2
+        # opened the OME pyramid as its SubIFD level 1 alone
+        index = self._chain.subifd_owners.get(base.offset)
+        owner, name = (
+            (base, "level 0") if index is None else (self._tif.pages[index], f"page {index}")
+        )
+        if owner.subifds:
             places += [
-                (f"SubIFD {i} of level 0", page) for i, page in enumerate(tifffile.TiffPages(base))
+                (f"SubIFD {i} of {name}", page, name, owner)
+                for i, page in enumerate(tifffile.TiffPages(owner))
             ]
         if self._tif.is_ndpi:
             used = {page.offset for level in levels for page in level.pages if page is not None}
@@ -319,16 +337,18 @@ class TifffileSource(SlideSource):
                 (
                     f"page {page.index} (NDPI magnification {page.tags.valueof(NDPI_MAGNIFICATION)})",
                     page,
+                    "level 0",
+                    base,
                 )
                 for page in self._tif.pages
                 if page.offset not in used and _ndpi_level(page)
             ]
-        for where, page in places:
-            if not _is_reduced_copy(page, base, tiled=False):
+        for where, page, name, reference in places:
+            if not _is_reduced_copy(page, reference, tiled=False):
                 msg = (
-                    f"{self.path}: {where} is {_describe(page)}, not a reduced copy of level "
-                    f"0 ({_describe(base)}), so it cannot be a level of the pyramid; the file "
-                    "is damaged"
+                    f"{self.path}: {where} is {_describe(page)}, not a reduced copy of {name} "
+                    f"({_describe(reference)}), so it cannot be a level of the pyramid; the "
+                    "file is damaged"
                 )
                 raise DamagedFileError(msg)
 
@@ -373,7 +393,7 @@ class TifffileSource(SlideSource):
         proportion to a declared size.
         """
         size = self._store.size
-        end = self._structure_end
+        end = self._chain.end
         for index, level in enumerate(self._series.levels):
             _check_geometry(level.keyframe, f"{self.path}: level {index}")
             missing = 0
@@ -396,7 +416,7 @@ class TifffileSource(SlideSource):
         for name, series in self._associated_series().items():
             for page in series.pages:
                 if page is not None:
-                    end = max(end, _check_data(page, None, f"{self.path}: the {name} image", size))
+                    end = max(end, _check_data(page, page, f"{self.path}: the {name} image", size))
         self._check_tail(end)
 
     def _check_tail(self, end: int) -> None:
@@ -705,15 +725,16 @@ def _check_geometry(page: tifffile.TiffPage, where: str) -> None:
 
 def _check_data(
     page: tifffile.TiffPage | tifffile.TiffFrame,
-    keyframe: tifffile.TiffPage | None,
+    keyframe: tifffile.TiffPage,
     where: str,
     size: int,
 ) -> int:
     """Refuse a page whose tiles the declared tile grid does not match, or past the file's end;
     return the byte where its data ends (0 for none).
 
-    ``keyframe``: the level's page giving the grid (``None`` for an associated image, whose
-    strips tifffile decodes whole and checks itself).
+    ``keyframe``: the page giving the grid (the level's; an associated image's own page:
+    tifffile decodes its strips whole and only logs a strip count that does not match, so a
+    thumbnail's ImageLength 1440 -> 10**6 over 90 strips allocated 1.8 GiB).
 
     Raises
     ------
@@ -725,20 +746,16 @@ def _check_data(
     """
     offsets = np.asarray(page.dataoffsets, dtype=np.uint64)
     counts = np.asarray(page.databytecounts, dtype=np.uint64)
-    if keyframe is not None:
-        expected = _tile_count(keyframe)
-        if expected is not None and (len(offsets) != expected or len(counts) != expected):
-            kind = "tiles" if keyframe.is_tiled else "strips"
-            msg = (
-                f"{where} is a {keyframe.imagewidth} x {keyframe.imagelength} image of "
-                f"{expected:,} {kind}, but its directory lists {len(offsets):,} offsets and "
-                f"{len(counts):,} byte counts; the file is damaged"
-            )
-            raise DamagedFileError(msg)
-    elif len(offsets) != len(counts):
+    expected = _tile_count(keyframe)  # None for a 0 tile size: named with the level's grid
+    if len(offsets) != len(counts) or (
+        expected is not None and (len(offsets) != expected or len(counts) != expected)
+    ):
+        kind = "tiles" if keyframe.is_tiled else "strips"
+        number = "an unknown number of" if expected is None else f"{expected:,}"
         msg = (
-            f"{where} lists {len(offsets):,} offsets and {len(counts):,} byte counts; the file "
-            "is damaged"
+            f"{where} is a {keyframe.imagewidth} x {keyframe.imagelength} image of "
+            f"{number} {kind}, but its directory lists {len(offsets):,} offsets and "
+            f"{len(counts):,} byte counts; the file is damaged"
         )
         raise DamagedFileError(msg)
     if not len(offsets):
@@ -769,11 +786,18 @@ def _tile_count(page: tifffile.TiffPage) -> int | None:
     return grid * depth * (page.samplesperpixel if separate else 1)
 
 
-def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) -> int:
-    """Walk the chain of image directories, refusing a cut-off file, a loop and a 0-pixel image.
+class _Chain(NamedTuple):
+    """What the walk of the chain of directories found."""
 
-    Returns the byte where the last of the directories (SubIFDs too) and of their values
-    stored apart ends.
+    #: The byte where the last of the directories (SubIFDs too) and of their values stored
+    #: apart ends.
+    end: int
+    #: Each SubIFD's offset → the index of the directory in the chain that lists it.
+    subifd_owners: dict[int, int]
+
+
+def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) -> _Chain:
+    """Walk the chain of image directories, refusing a cut-off file, a loop and a 0-pixel image.
 
     Bounded: each directory is visited once, at most :data:`MAX_DIRECTORIES` of them, each
     within the file. ``ndpi``: the file is read as NDPI (tifffile does so by its name), whose
@@ -802,6 +826,7 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
     seen: dict[int, int] = {}
     previous = 0
     last = len(header)
+    owners: dict[int, int] = {}
     while offset:
         if offset in seen:
             # tifffile finds no loop in an NDPI (it read pages forever) and drops the
@@ -833,7 +858,7 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
         entries = fh.read(count * entry_size + offset_size)
         tags = _directory_tags(entries, count, entry_size, order)
         # a size whose count changed is named as such, not as values past the end
-        _check_size_types(tags, f"{path}: image directory {len(seen) - 1}")
+        _check_size_types(tags, order, f"{path}: image directory {len(seen) - 1}")
         values_end, tag = _values_end(entries, count, entry_size, order)
         if values_end > size:
             name = tifffile.TIFF.TAGS.get(tag, str(tag))
@@ -863,6 +888,7 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
                 )
                 raise TruncatedFileError(msg)
             if what == "a SubIFD":
+                owners[at] = len(seen) - 1
                 fh.seek(at)
                 sub_count = int.from_bytes(fh.read(count_size), order)
                 if at + count_size + sub_count * entry_size > size:
@@ -875,12 +901,13 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
                 sub_entries = fh.read(sub_count * entry_size)
                 _check_size_types(
                     _directory_tags(sub_entries, sub_count, entry_size, order),
+                    order,
                     f"{path}: the SubIFD at byte {at:,} of image directory {len(seen) - 1}",
                 )
                 sub_end = at + count_size + sub_count * entry_size + offset_size
                 last = max(last, sub_end, _values_end(sub_entries, sub_count, entry_size, order)[0])
         offset = int.from_bytes(entries[-offset_size:], order)
-    return last
+    return _Chain(last, owners)
 
 
 def _directory_tags(
@@ -917,24 +944,36 @@ def _values_end(
     return end, last
 
 
-def _check_size_types(tags: dict[int, tuple[int, int, bytes]], where: str) -> None:
-    """Refuse a directory whose size or tile size is not one integer (SHORT, LONG or LONG8).
+def _check_size_types(
+    tags: dict[int, tuple[int, int, bytes]], order: Literal["little", "big"], where: str
+) -> None:
+    """Refuse a directory whose size, tile size or pixel layout (:data:`LAYOUT_TAGS`) is not
+    one integer (SHORT, LONG or LONG8), or whose PlanarConfiguration is not 1 or 2.
 
     tifffile leaves such a page out of its series: a SubIFD level whose ImageLength became
-    FLOAT was a quietly smaller pyramid, one in the chain a float shape in the arrays.
+    FLOAT was a quietly smaller pyramid, one in the chain a float shape in the arrays; an SVS
+    level whose Compression became DOUBLE was "no installed codec", and "auto" opened the
+    file with OpenSlide, without that level.
     """
-    for tag in GEOMETRY_TAGS:
+    for tag in (*GEOMETRY_TAGS, *LAYOUT_TAGS):
         if tag not in tags:
             continue
         dtype, number, _ = tags[tag]
+        name = tifffile.TIFF.TAGS.get(tag, str(tag))
         if dtype not in INTEGER_TYPE_SIZES or number != 1:
-            name = tifffile.TIFF.TAGS.get(tag, str(tag))
             kind = f" ({tifffile.DATATYPE(dtype).name})" if dtype in set(tifffile.DATATYPE) else ""
             msg = (
-                f"{where} declares {name} as {number} value(s) of TIFF type {dtype}{kind}; a "
-                "size must be one integer (SHORT, LONG or LONG8), so the file is damaged"
+                f"{where} declares {name} as {number} value(s) of TIFF type {dtype}{kind}; "
+                "it must be one integer (SHORT, LONG or LONG8), so the file is damaged"
             )
             raise DamagedFileError(msg)
+    planar = _inline_value(tags, PLANAR_TAG, order)
+    if planar is not None and planar not in PLANAR_VALUES:
+        msg = (
+            f"{where} declares PlanarConfiguration = {planar}; it must be 1 (contiguous) or 2 "
+            "(separate), so the file is damaged"
+        )
+        raise DamagedFileError(msg)
 
 
 def _subifd_offsets(
