@@ -425,7 +425,8 @@ class TifffileSource(SlideSource):
         A chain of directories cut by a next-directory offset of 0 is a well-formed TIFF with
         fewer pages: tifffile and OpenSlide open the pages before the cut, without a word
         (fuzz F1: an NDPI with 3 of its 4 levels and no macro, an SVS without its level 1).
-        What the cut leaves is the pages after it: in the file, reached by nothing.
+        What the cut leaves is the pages after it: in the file, reached by nothing. (So does
+        a last tile whose offset and byte count were zeroed, read as absent otherwise.)
         Measured on good files (the 7 real TIFF slides of the test data; 24 libvips pyramids
         of CMU-1, the DAPI NDPI and OS-2: JPEG, deflate, LZW, WebP, BigTIFF, SubIFDs, 256 px
         tiles; the fuzzer's 3 synthetic SVSs and OME-TIFF): at most 96 bytes follow the last
@@ -466,9 +467,10 @@ class TifffileSource(SlideSource):
             return
         msg = (
             f"{self.path}: its last {size - end:,} bytes (from byte {end:,} of {size:,}) belong "
-            "to no image directory, tag value or image the chain of directories reaches: the "
-            "chain was cut short (a next-directory offset set to 0), and the images after the "
-            "cut (levels or associated images) are lost; the file is damaged"
+            "to no image directory, tag value or tile the chain of directories reaches: the "
+            "chain was cut short (a next-directory offset set to 0), losing the images after "
+            "the cut (levels or associated images), or tiles were cut from their tables; the "
+            "file is damaged"
         )
         raise DamagedFileError(msg)
 
