@@ -191,3 +191,13 @@ def test_check_number_names_the_argument() -> None:
         geometry.check_number(-2, "z", error=wa.LevelError, positive=True)
     with pytest.raises(TypeError, match="z must be a number, not NoneType"):
         geometry.check_number(None, "z")
+
+
+def test_an_option_no_reader_takes_is_refused_naming_it(real_slide) -> None:
+    """It was ignored: ``{"bogus": 99}`` opened the slide as if not given."""
+    path = real_slide(SVS)
+    with pytest.raises(wa.OptionError, match=r"tifffile: takes no option 'bogus'"):
+        wa.open(path, reader_options={"bogus": 99})
+    with pytest.raises(wa.OptionError, match=r"openslide reader takes no option 'series'"):
+        wa.open(path, reader="openslide", reader_options={"series": 0})
+    assert wa.open(path, reader_options={"series": 0}).tree.attrs["reader"] == "tifffile"

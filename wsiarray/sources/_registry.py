@@ -8,6 +8,7 @@ asked for by a name that is not built in, or when no built-in reader opens a fil
 
 from __future__ import annotations
 
+import inspect
 import os
 import stat
 from collections.abc import Iterator, Mapping
@@ -207,6 +208,7 @@ def _first_reader(
     ``claims`` see of the location; ``failure`` heads the message listing every answer."""
     remote = isinstance(location, str)
     answers = []
+    error: type[WsiArrayError] = UnsupportedFormatError
     for name, target in _reader_targets():
         cls = _reader_class(name, target)
         if remote and not cls.remote:
@@ -214,14 +216,20 @@ def _first_reader(
         elif not cls.claims(named, header):
             answers.append(f"{name}: does not recognise the content")
         else:
+            unknown = _unknown_options(cls, options)
+            if unknown:
+                answers.append(f"{name}: takes no option {', '.join(map(repr, unknown))}")
+                error = OptionError  # a reader that knows the file was not tried: say why
+                continue
             try:
                 return _try_open(cls, location, options)
             except (TruncatedFileError, DamagedFileError):  # damaged: no other reader
                 raise
             except UnsupportedFormatError as exc:
                 answers.append(f"{name}: {exc}")
-    msg = f"{failure}. " + "; ".join(answers)
-    raise UnsupportedFormatError(msg)
+    given = " with the options given" if error is OptionError else ""
+    msg = f"{failure}{given}. " + "; ".join(answers)
+    raise error(msg)
 
 
 def _open_url(url: str, reader: str, options: dict[str, Any]) -> SlideSource:
@@ -268,7 +276,28 @@ def _open_url(url: str, reader: str, options: dict[str, Any]) -> SlideSource:
     )
 
 
+def _taken_options(cls: type[SlideSource]) -> list[str]:
+    """The options a reader takes: its ``__init__``'s keyword-only parameters. Others are
+    refused: ``{"bogus": 99}`` (or tifffile's ``series`` given to OpenSlide) opened the
+    slide as if not given, so a misspelt option was silently ignored."""
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return sorted(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def _unknown_options(cls: type[SlideSource], options: Mapping[str, Any]) -> list[str]:
+    # storage_options is wsiarray's, for every reader: a cohort passes it with each path,
+    # local ones included, where a reader of local files has no use for it
+    return sorted(set(options) - {"storage_options", *_taken_options(cls)})
+
+
 def _try_open(cls: type[SlideSource], path: Path | str, options: dict[str, Any]) -> SlideSource:
+    unknown = _unknown_options(cls, options)
+    if unknown:
+        msg = (
+            f"the {cls.name} reader takes no option {', '.join(map(repr, unknown))}; it takes "
+            f"{', '.join(map(repr, _taken_options(cls))) or 'none'}"
+        )
+        raise OptionError(msg)
     try:
         return upright(cls(path, **options))
     except WsiArrayError:
