@@ -527,13 +527,7 @@ def test_a_subifd_level_with_a_0_tile_size_is_damage_offered_to_no_other_reader(
     # fuzz synthetic-ome/tag_value/16.25: TileLength 128 -> 0 in SubIFD level 1; the tiff
     # reader refused it as unsupported, so "auto" gave it to OpenSlide, which opened level 0
     # of the 3-level SubIFD pyramid alone
-    path = tmp_path / "pyramid.ome.tif"
-    base = np.random.default_rng(0).integers(0, 255, (600, 800, 3), dtype=np.uint8)
-    options = {"tile": (128, 128), "compression": "zlib", "photometric": "rgb"}
-    with tifffile.TiffWriter(path, ome=True) as tif:
-        tif.write(base, subifds=2, **options)
-        for step in (2, 4):
-            tif.write(base[::step, ::step], subfiletype=1, **options)
+    path = _subifd_pyramid(tmp_path / "pyramid.ome.tif")
     data = bytearray(path.read_bytes())
     with tifffile.TiffFile(path) as tif:
         tif.filehandle.seek(tif.pages[0].subifds[0])
@@ -608,4 +602,57 @@ def test_an_associated_image_whose_strips_do_not_cover_it_is_refused_at_open(
         wa.DamagedFileError,
         match=r"the thumbnail image is a 574 x 1000000 image .* lists 48 offsets",
     ):
+        wa.open(path)
+
+
+# -- seed 18: a missing size, an empty SubIFDs tag, a level's codec unlike level 0's -----------
+
+
+def test_a_directory_without_image_width_is_refused(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # synthetic-svs-jpeg/ifd_flip/18.275: a flipped bit renamed level 2's ImageWidth tag;
+    # tifffile's SVS series divided by the 0 width, and "auto" opened 2 of 3 levels with
+    # OpenSlide
+    source = real_slide(TCGA)
+    path, data = _copy(source, tmp_path)
+    at = _entry(source, 2, "ImageWidth")
+    data[at : at + 2] = struct.pack("<H", 255)  # SubfileType, which the entry before is not
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.DamagedFileError, match=r"image directory 2 declares a None x 1783"):
+        wa.open(path)
+
+
+def _subifd_pyramid(path: Path) -> Path:
+    """A 3-level OME-TIFF SubIFD pyramid written by tifffile (deflate, 128 px tiles)."""
+    base = np.random.default_rng(0).integers(0, 255, (600, 800, 3), dtype=np.uint8)
+    options = {"tile": (128, 128), "compression": "zlib", "photometric": "rgb"}
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(base, subifds=2, **options)
+        for step in (2, 4):
+            tif.write(base[::step, ::step], subfiletype=1, **options)
+    return path
+
+
+def test_a_subifds_tag_listing_no_offsets_is_refused(tmp_path: Path) -> None:
+    # synthetic-ome/tag_count/18.464: SubIFDs' count 2 -> 0 hid both reduced levels
+    path = _subifd_pyramid(tmp_path / "pyramid.ome.tif")
+    data = bytearray(path.read_bytes())
+    at = _entry(path, 0, "SubIFDs")
+    data[at + 4 : at + 8] = struct.pack("<I", 0)
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.DamagedFileError, match=r"declares SubIFDs as 0 value\(s\)"):
+        wa.open(path)
+
+
+def test_a_level_in_a_codec_unlike_level_0_that_none_decodes_is_damage(tmp_path: Path) -> None:
+    # synthetic-ome/tag_value/18.171: SubIFD level 1's Compression 8 -> 9 (JBIG): "no
+    # installed codec" let "auto" open the file with OpenSlide, which reads no SubIFDs
+    path = _subifd_pyramid(tmp_path / "pyramid.ome.tif")
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        tif.filehandle.seek(tif.pages[0].subifds[0])
+        _set_value(data, tifffile.TiffPage(tif, index=(0, 0)).tags["Compression"].offset, 9)
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.DamagedFileError, match=r"level 1 declares compression JBIG_BW"):
         wa.open(path)

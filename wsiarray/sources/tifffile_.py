@@ -370,12 +370,25 @@ class TifffileSource(SlideSource):
             raise UnsupportedFormatError(msg)
 
     def _check_codecs(self) -> None:
-        """Refuse at open a level no installed codec decodes (not at every read, as damage)."""
+        """Refuse at open a level no installed codec decodes (not at every read, as damage).
+
+        A level compressed otherwise than a level 0 that decodes is damage: a SubIFD level's
+        Compression 8 -> 9 was "no installed codec", and "auto" opened the file with
+        OpenSlide, which does not see SubIFDs, as its level 0 alone.
+        """
+        base = self._series.levels[0].keyframe
         for level, series in enumerate(self._series.levels):
             page = series.keyframe
             if not can_decode(page):
                 code = int(page.compression)
                 name = COMPRESSION(code).name if code in set(COMPRESSION) else "an unknown one"
+                if level and can_decode(base):
+                    msg = (
+                        f"{self.path}: level {level} declares compression {name} (TIFF "
+                        f"compression {code}), which no installed codec decodes, where level 0 "
+                        f"is {COMPRESSION(base.compression).name}; the file is damaged"
+                    )
+                    raise DamagedFileError(msg)
                 msg = (
                     f"{self.path}: level {level} is compressed with {name} (TIFF compression "
                     f"{code}), which no installed codec decodes (tifffile with imagecodecs "
@@ -872,14 +885,17 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
             raise TruncatedFileError(msg)
         last = max(last, end, values_end)
         width, length = (_inline_value(tags, tag, order) for tag in SIZE_TAGS)
-        if width == 0 or length == 0:
+        if not width or not length:
+            # a missing size is 0 to tifffile: its SVS series divided by it (fuzz seed 18)
+            missing = "; None: the tag is missing" if None in (width, length) else ""
             msg = (
                 f"{path}: image directory {len(seen) - 1} declares a {width} x {length} image "
-                "(ImageWidth x ImageLength); an image cannot be 0 pixels wide or high, so "
-                "the file is damaged"
+                f"(ImageWidth x ImageLength){missing}; an image cannot be 0 pixels wide or "
+                "high, so the file is damaged"
             )
             raise DamagedFileError(msg)
-        for what, at in _subifd_offsets(fh, tags, order, size):
+        where = f"{path}: image directory {len(seen) - 1}"
+        for what, at in _subifd_offsets(fh, tags, order, size, where):
             if at + count_size > size:
                 # tifffile leaves out SubIFDs past the end with a log message: a SubIFD
                 # pyramid cut short opened with 1 of its 3 levels
@@ -983,15 +999,25 @@ def _subifd_offsets(
     tags: dict[int, tuple[int, int, bytes]],
     order: Literal["little", "big"],
     size: int,
+    where: str,
 ) -> list[tuple[str, int]]:
     """The offsets a directory's SubIFDs tag (330) lists (LONG, IFD, LONG8 or IFD8), each
-    with what it is; the list's own end where the list lies past the end of the file."""
+    with what it is; the list's own end where the list lies past the end of the file.
+
+    ``where``: the file and directory, for the error of a SubIFDs tag that lists no offsets.
+    """
     if SUBIFDS_TAG not in tags:
         return []
     dtype, number, field = tags[SUBIFDS_TAG]
     width = SUBIFD_TYPE_SIZES.get(dtype)
     if width is None or not 0 < number <= MAX_DIRECTORIES:
-        return []  # not offsets: tifffile does not read them as SubIFDs either
+        # tifffile reads no SubIFDs then: a count 2 -> 0 hid an OME pyramid's 2 levels
+        kind = f" ({tifffile.DATATYPE(dtype).name})" if dtype in set(tifffile.DATATYPE) else ""
+        msg = (
+            f"{where} declares SubIFDs as {number:,} value(s) of TIFF type {dtype}{kind}; "
+            "SubIFDs lists 1 or more offsets (LONG, IFD, LONG8 or IFD8), so the file is damaged"
+        )
+        raise DamagedFileError(msg)
     if number * width <= len(field):
         raw = field[: number * width]
     else:
