@@ -33,7 +33,7 @@ from tifffile import COMPRESSION, PLANARCONFIG
 from wsiarray.errors import CorruptTileError, DamagedFileError
 from wsiarray.sources._jpeg import JpegTileDecoder
 from wsiarray.sources._store import ByteStore
-from wsiarray.sources._tifffile_internals import decode_tile
+from wsiarray.sources._tifffile_internals import decode_tile, tile_table
 
 __all__ = ["LevelTiles"]
 
@@ -271,8 +271,7 @@ class LevelTiles:
             self._planes.append(
                 _Plane(
                     page,
-                    np.asarray(page.dataoffsets, dtype=np.int64),
-                    np.asarray(page.databytecounts, dtype=np.int64),
+                    *tile_table(page),
                     tables,
                     JpegTileDecoder.for_page(keyframe, self.tile, tables),
                 )

@@ -37,7 +37,7 @@ from wsiarray.sources._base import (
     SlideSource,
 )
 from wsiarray.sources._store import StorageOptions, is_remote, open_store
-from wsiarray.sources._tifffile_internals import can_decode
+from wsiarray.sources._tifffile_internals import can_decode, tile_table
 from wsiarray.sources._tifftiles import LevelTiles
 
 __all__ = ["TifffileSource"]
@@ -466,8 +466,7 @@ class TifffileSource(SlideSource):
         )
         for page in others:
             if page is not None and id(page) not in taken and page.dataoffsets:
-                offsets = np.asarray(page.dataoffsets, dtype=np.uint64)
-                counts = np.asarray(page.databytecounts, dtype=np.uint64)
+                offsets, counts = tile_table(page)
                 end = max(end, int((offsets + counts).max()))
         if size - end <= UNUSED_TAIL_BYTES:
             return
@@ -759,8 +758,7 @@ def _check_data(
     TruncatedFileError
         A tile's data ends past the end of the file.
     """
-    offsets = np.asarray(page.dataoffsets, dtype=np.uint64)
-    counts = np.asarray(page.databytecounts, dtype=np.uint64)
+    offsets, counts = tile_table(page)
     expected = _tile_count(keyframe)  # None for a 0 tile size: named with the level's grid
     if len(offsets) != len(counts) or (
         expected is not None and (len(offsets) != expected or len(counts) != expected)
