@@ -482,7 +482,7 @@ class TifffileSource(SlideSource):
             "to no image directory, tag value or tile the chain of directories reaches: the "
             "chain was cut short (a next-directory offset set to 0), losing the images after "
             "the cut (levels or associated images), or tiles were cut from their tables; the "
-            "file is damaged"
+            "file is damaged: copy it again from the scanner or archive"
         )
         raise DamagedFileError(msg)
 
