@@ -455,7 +455,7 @@ def test_a_level_wsidicom_leaves_out_is_refused_naming_it(tmp_path, real_slide) 
     # an ImageType that says no VOLUME: wsidicom ignores the instance, and the series would
     # open a level short (the fuzzer's mutant lost BPAEC's base level this way)
     folder = _tampered_bpaec(tmp_path, real_slide, "5_0", ImageType=["X"])
-    with pytest.raises(wa.UnsupportedFormatError, match=r"5_0 \(no image type\)"):
+    with pytest.raises(wa.DamagedFileError, match=r"5_0 \(no image type\)"):
         wa.open(folder)
 
 
@@ -466,6 +466,19 @@ def test_a_level_of_another_frame_size_is_refused(tmp_path, real_slide) -> None:
     folder = _tampered_bpaec(tmp_path, real_slide, "9_0", Rows=1)
     with pytest.raises(wa.DamagedFileError, match=r"9_0: its TILED_FULL pixel matrix"):
         wa.open(folder)
+
+
+def test_a_series_wsidicom_refuses_is_offered_to_no_other_reader(tmp_path, real_slide) -> None:
+    # fuzz 2026.376: TILED_FULL relabelled TILED_SPARSE (no per-frame positions). wsidicom
+    # refuses it; 'auto' then offered the file to OpenSlide, whose open crashed the process
+    path = tmp_path / "camelyon.dcm"
+    dataset = pydicom.dcmread(real_slide(CAMELYON))
+    dataset.DimensionOrganizationType = "TILED_SPARSE"
+    dataset.save_as(path)
+    with pytest.raises(
+        wa.DamagedFileError, match=r"camelyon\.dcm: wsidicom cannot read the series' instances"
+    ):
+        wa.open(path)
 
 
 def test_a_pixel_matrix_its_frames_do_not_fill_is_refused_at_open(tmp_path, real_slide) -> None:

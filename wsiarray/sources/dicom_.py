@@ -34,6 +34,7 @@ from wsiarray.errors import (
     ReaderUnavailableError,
     TruncatedFileError,
     UnsupportedFormatError,
+    WsiArrayError,
 )
 from wsiarray.sources import _vendor
 from wsiarray.sources._base import (
@@ -340,16 +341,28 @@ class DicomSource(SlideSource):
         self._label = label
         self._read_lock = threading.Lock()
         self._version: tuple[Any, ...] | None = None
-        if location is None:
-            self._wsi = _open_web(wsidicom, str(path), credentials)
-        else:
-            self._wsi, self._version = _open_files(wsidicom, location)
         try:
-            self._select(pyramid, z)
-            self.metadata = self._read_metadata()
-        except BaseException:
-            self.close()
+            if location is None:
+                self._wsi = _open_web(wsidicom, str(path), credentials)
+            else:
+                self._wsi, self._version = _open_files(wsidicom, location)
+            try:
+                self._select(pyramid, z)
+                self.metadata = self._read_metadata()
+            except BaseException:
+                self.close()
+                raise
+        except (WsiArrayError, OSError):
             raise
+        except Exception as exc:
+            # wsidicom opened the series, and what it then cannot make sense of in its
+            # instances is damage; a DamagedFileError ends 'auto' (fuzz 2026.376: TILED_FULL
+            # relabelled TILED_SPARSE, "Undetermined tile type", then crashed OpenSlide's open)
+            msg = redact(
+                f"{label}: wsidicom cannot read the series' instances: {type(exc).__name__}: "
+                f"{exc}. {_NO_FALLBACK}"
+            )
+            raise DamagedFileError(msg) from exc
 
     # -- choosing the pyramid, focal plane and optical paths ----------------------------------
 
@@ -747,7 +760,11 @@ def _open_files(wsidicom: Any, path: Path | UPath) -> tuple[WsiDicom, tuple[Any,
     remote = any(i.version is not None for i in readable)
     version = tuple(sorted((i.path.name, *i.version) for i in readable if i.version)) or None
     wsi = _open_files_of(wsidicom, path, readable)
-    clashes = _clashing_instances(wsi)
+    try:
+        clashes = _clashing_instances(wsi)
+    except BaseException:
+        wsi.close()
+        raise
     if clashes:
         wsi.close()
         named = _identity(path) if path.is_file() else None
@@ -788,16 +805,25 @@ def _open_files(wsidicom: Any, path: Path | UPath) -> tuple[WsiDicom, tuple[Any,
             f"{path}: wsidicom leaves out instance(s) {', '.join(dropped)} of the series (a "
             "level needs image type VOLUME, and a tile size and UIDs that match the base "
             "level's): the pyramid would be incomplete. The file is damaged or not of this "
-            "series."
+            f"series. {_NO_FALLBACK}"
         )
-        raise UnsupportedFormatError(msg)
+        raise DamagedFileError(msg)
     return wsi, version
+
+
+#: Why a DICOM WSI series wsidicom refuses is not offered to OpenSlide by ``reader="auto"``.
+_NO_FALLBACK = (
+    "OpenSlide was not tried: its DICOM reader crashed the process on such a file (a "
+    "TILED_FULL instance relabelled TILED_SPARSE); reader='openslide' tries it"
+)
 
 
 def _open_files_of(wsidicom: Any, path: Path | UPath, instances: Sequence[_Instance]) -> WsiDicom:
     try:
         return wsidicom.WsiDicom.open([i.path for i in instances])
     except Exception as exc:
+        # not damage: wsidicom refuses some sets of good files (highdicom's pair sharing one
+        # SOPInstanceUID), which OpenSlide reads, file by file
         msg = redact(f"{path}: wsidicom cannot open the series: {type(exc).__name__}: {exc}")
         raise UnsupportedFormatError(msg) from exc
 
