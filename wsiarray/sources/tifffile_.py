@@ -82,8 +82,14 @@ LAYOUT_TAGS = (259, 262, 277, 284)
 #: PlanarConfiguration and its values (contiguous, separate): tifffile reads another as
 #: separate planes, with a warning; the level left the pyramid.
 PLANAR_TAG, PLANAR_VALUES = 284, (1, 2)
+#: Tags of integers, one or more: BitsPerSample and the strip and tile tables. tifffile
+#: reads one of another type as what that type says: TileByteCounts made FLOAT (fuzz seed
+#: 2026: ome-os2/tag_type/2026.1399) or BYTE gave counts of 0 or of single bytes, tiles
+#: read as absent (background), silently; BitsPerSample of an unknown type (65535,
+#: svs-cmu1/tag_type/2026.485) silently wrong pixels.
+INTEGERS_TAGS = (258, 273, 279, 324, 325)
 #: The tags the chain walk reads in every directory.
-WALKED_TAGS = frozenset((*GEOMETRY_TAGS, *LAYOUT_TAGS, SUBIFDS_TAG))
+WALKED_TAGS = frozenset((*GEOMETRY_TAGS, *LAYOUT_TAGS, *INTEGERS_TAGS, SUBIFDS_TAG))
 #: SamplesPerPixel beyond which a directory is taken for damaged: channels of fluorescence
 #: slides are pages, not samples, and a tile of more samples would be mostly declaration.
 MAX_SAMPLES = 64
@@ -964,7 +970,8 @@ def _check_size_types(
     tags: dict[int, tuple[int, int, bytes]], order: Literal["little", "big"], where: str
 ) -> None:
     """Refuse a directory whose size, tile size or pixel layout (:data:`LAYOUT_TAGS`) is not
-    one integer (SHORT, LONG or LONG8), or whose PlanarConfiguration is not 1 or 2.
+    one integer (SHORT, LONG or LONG8), whose BitsPerSample or strip or tile table
+    (:data:`INTEGERS_TAGS`) is not integers, or whose PlanarConfiguration is not 1 or 2.
 
     tifffile leaves such a page out of its series: a SubIFD level whose ImageLength became
     FLOAT was a quietly smaller pyramid, one in the chain a float shape in the arrays; an SVS
@@ -981,6 +988,16 @@ def _check_size_types(
             msg = (
                 f"{where} declares {name} as {number} value(s) of TIFF type {dtype}{kind}; "
                 "it must be one integer (SHORT, LONG or LONG8), so the file is damaged"
+            )
+            raise DamagedFileError(msg)
+    for tag in INTEGERS_TAGS:
+        if tag in tags and tags[tag][0] not in INTEGER_TYPE_SIZES:
+            dtype = tags[tag][0]
+            name = tifffile.TIFF.TAGS.get(tag, str(tag))
+            kind = f" ({tifffile.DATATYPE(dtype).name})" if dtype in set(tifffile.DATATYPE) else ""
+            msg = (
+                f"{where} declares {name} of TIFF type {dtype}{kind}; it must be integers "
+                "(SHORT, LONG or LONG8), so the file is damaged"
             )
             raise DamagedFileError(msg)
     planar = _inline_value(tags, PLANAR_TAG, order)
