@@ -208,7 +208,11 @@ class _Child(steps.Steps):
         reference = Path(self.job["reference"])
         meta = json.loads((reference / "meta.json").read_text())
         original_shapes = [tuple(s) for s in meta["level_shapes"]]
-        if slide.level_count < len(original_shapes):
+        warned = slide.tree.attrs.get("warnings") or []
+        if slide.level_count < len(original_shapes) and warned:
+            # said, not silent: a DamagedFileWarning at open, kept in the slide's metadata
+            self.notes.append(f"lost levels, with a DamagedFileWarning: {warned[0][:200]}")
+        elif slide.level_count < len(original_shapes):
             self.silent.append(
                 f"lost levels: opened with {slide.level_count} levels "
                 f"{list(slide.level_shapes)}, the original has {len(original_shapes)} "

@@ -13,6 +13,7 @@ from wsiarray._version import __version__
 from wsiarray.errors import (
     CorruptTileError,
     DamagedFileError,
+    DamagedFileWarning,
     DestinationExistsError,
     LevelError,
     MissingResolutionError,
@@ -59,6 +60,7 @@ _SUBMODULES = ("api", "chunks", "geometry", "slide", "sources", "units")
 __all__ = [
     "CorruptTileError",
     "DamagedFileError",
+    "DamagedFileWarning",
     "DestinationExistsError",
     "LevelError",
     "MissingResolutionError",

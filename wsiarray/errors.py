@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "CorruptTileError",
     "DamagedFileError",
+    "DamagedFileWarning",
     "DestinationExistsError",
     "LevelError",
     "MissingResolutionError",
@@ -93,3 +94,10 @@ class OptionError(WsiArrayError, ValueError):
 
 class DestinationExistsError(WsiArrayError, FileExistsError):
     """An output path already holds data that wsiarray will not replace (without ``overwrite``)."""
+
+
+class DamagedFileWarning(UserWarning):
+    """A file that opened, but whose structure suggests part of it is lost: images in the file
+    that nothing reaches. Not an error, because good files look the same (a de-identified
+    slide whose label and macro were unlinked); the slide's ``metadata.warnings`` (the tree's
+    root attribute ``warnings``) keeps the message."""

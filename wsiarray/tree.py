@@ -337,6 +337,7 @@ def root_attrs(meta: SlideMetadata, path: str) -> dict[str, object]:
         "background_color": "#{:02x}{:02x}{:02x}".format(*_rgb(meta.background)),
         "level_count": len(meta.levels),
         "properties": dict(meta.properties),
+        "warnings": list(meta.warnings),
     }
 
 

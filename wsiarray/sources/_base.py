@@ -104,6 +104,9 @@ class SlideMetadata:
     orientation: int = 1
     icc_profile: bytes | None = field(default=None, repr=False)
     planes: tuple[PlaneAxis, ...] = ()
+    #: What the reader found suspicious in a file it opened (each also a
+    #: :class:`~wsiarray.DamagedFileWarning` at open).
+    warnings: tuple[str, ...] = ()
 
     @property
     def resolution(self) -> Resolution:

@@ -11,6 +11,7 @@ import itertools
 import math
 import struct
 import threading
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -24,6 +25,7 @@ from tifffile import COMPRESSION, PHOTOMETRIC, PLANARCONFIG, RESUNIT
 from wsiarray.errors import (
     CorruptTileError,
     DamagedFileError,
+    DamagedFileWarning,
     OptionError,
     TruncatedFileError,
     UnsupportedFormatError,
@@ -164,6 +166,10 @@ class TifffileSource(SlideSource):
             )
             handle.seek(0)
             self._tif = tifffile.TiffFile(handle, name=Path(str(path)).name)
+            # one lock over the shared handle's seek-and-read: tifffile's own lazy reads
+            # (pages of later planes), tile_table's and read_associated's run in different
+            # threads, and tifffile's lock is a no-op until set
+            self._tif.filehandle.set_lock(True)
         except BaseException:
             self._store.close()
             raise
@@ -173,6 +179,7 @@ class TifffileSource(SlideSource):
             self._check_levels_fit()
             self._check_axes()
             self._check_codecs()
+            self._damage: tuple[str, ...] = ()
             self._check_complete()
             fill = self._fillvalue()
             self._fill = fill
@@ -436,10 +443,10 @@ class TifffileSource(SlideSource):
             for page in series.pages:
                 if page is not None:
                     end = max(end, _check_data(page, page, f"{self.path}: the {name} image", size))
-        self._check_tail(end)
+        self._damage = self._check_tail(end)
 
-    def _check_tail(self, end: int) -> None:
-        """Refuse a file whose last bytes no directory, value or image of the chain uses.
+    def _check_tail(self, end: int) -> tuple[str, ...]:
+        """Warn of a file whose last bytes no directory, value or image of the chain uses.
 
         A chain of directories cut by a next-directory offset of 0 is a well-formed TIFF with
         fewer pages: tifffile and OpenSlide open the pages before the cut, without a word
@@ -453,14 +460,15 @@ class TifffileSource(SlideSource):
         307,826 and 36,584. A tail of zeros is no evidence (padding; an image an anonymiser
         wiped and unlinked). Pages of images the reader does not open count as used.
 
-        Raises
-        ------
-        DamagedFileError
-            More than :data:`UNUSED_TAIL_BYTES` bytes, not all zero, follow the last byte used.
+        A warning, not an error: a de-identified slide looks the same (its label and macro
+        unlinked, their tables partly zeroed: CMU-1-Small-Region so treated left 463,142
+        bytes), and refusing it would make a good file unreadable. Returns the message, also
+        given as a :class:`~wsiarray.DamagedFileWarning`, when more than
+        :data:`UNUSED_TAIL_BYTES` bytes, not all zero, follow the last byte used.
         """
         size = self._store.size
         if size - end <= UNUSED_TAIL_BYTES:
-            return
+            return ()
         # only now every other page: of the chain (QPTIFF's overview and label are in no
         # series: 10,402 bytes of small_vectra.qptiff) and of other images' SubIFDs. A long
         # time series has thousands of pages
@@ -475,22 +483,24 @@ class TifffileSource(SlideSource):
                 offsets, counts = tile_table(page)
                 end = max(end, int((offsets + counts).max()))
         if size - end <= UNUSED_TAIL_BYTES:
-            return
+            return ()
         window = 1 << 16
         head, last = (
             self._store.read(end, window),
             self._store.read(max(end, size - window), window),
         )
         if not any(head) and not any(last):
-            return
+            return ()
         msg = (
             f"{self.path}: its last {size - end:,} bytes (from byte {end:,} of {size:,}) belong "
             "to no image directory, tag value or tile the chain of directories reaches: the "
             "chain was cut short (a next-directory offset set to 0), losing the images after "
-            "the cut (levels or associated images), or tiles were cut from their tables; the "
-            "file is damaged: copy it again from the scanner or archive"
+            "the cut (levels or associated images), or tiles were cut from their tables, or "
+            "images were unlinked on purpose (a de-identified label and macro). If levels are "
+            "missing, the file is damaged: copy it again from the scanner or archive"
         )
-        raise DamagedFileError(msg)
+        warnings.warn(msg, DamagedFileWarning, stacklevel=2)
+        return (msg,)
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -544,6 +554,7 @@ class TifffileSource(SlideSource):
             associated=tuple(self._associated_info()),
             orientation=orientation,
             icc_profile=self._icc_profile(),
+            warnings=self._damage,
         )
 
     def _planes(self, fmt: str) -> tuple[PlaneAxis, ...]:
