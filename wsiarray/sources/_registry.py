@@ -286,7 +286,10 @@ def _taken_options(cls: type[SlideSource]) -> list[str]:
 
 def _unknown_options(cls: type[SlideSource], options: Mapping[str, Any]) -> list[str]:
     # storage_options is wsiarray's, for every reader: a cohort passes it with each path,
-    # local ones included, where a reader of local files has no use for it
+    # local ones included, where a reader of local files has no use for it. A third-party
+    # reader may take its options through **options, as the base class does: it gets all
+    if f"{cls.__module__}:{cls.__qualname__}" not in BUILTIN_READERS.values():
+        return []
     return sorted(set(options) - {"storage_options", *_taken_options(cls)})
 
 
