@@ -329,8 +329,11 @@ class TifffileSource(SlideSource):
         """
         levels = self._series.levels
         base = levels[0].keyframe
+        # a level of tifffile's own series may be padded to whole tiles (Philips TIFF stores
+        # each level's size rounded up to its tiles): its sides may be off by a tile
         places = [
-            (f"level {i}", level.keyframe, "level 0", base) for i, level in enumerate(levels[1:], 1)
+            (f"level {i}", level.keyframe, "level 0", base, _tile_side(level.keyframe))
+            for i, level in enumerate(levels[1:], 1)
         ]
         # a level 0 that is itself a SubIFD (tifffile's generic series when its OME series
         # failed) is measured against the page holding it: level 0's ImageLength 600 -> 2
@@ -341,7 +344,7 @@ class TifffileSource(SlideSource):
         )
         if owner.subifds:
             places += [
-                (f"SubIFD {i} of {name}", page, name, owner)
+                (f"SubIFD {i} of {name}", page, name, owner, 1)
                 for i, page in enumerate(tifffile.TiffPages(owner))
             ]
         if self._tif.is_ndpi:
@@ -352,12 +355,13 @@ class TifffileSource(SlideSource):
                     page,
                     "level 0",
                     base,
+                    1,
                 )
                 for page in self._tif.pages
                 if page.offset not in used and _ndpi_level(page)
             ]
-        for where, page, name, reference in places:
-            if not _is_reduced_copy(page, reference, tiled=False):
+        for where, page, name, reference, slack in places:
+            if not _is_reduced_copy(page, reference, tiled=False, slack=slack):
                 msg = (
                     f"{self.path}: {where} is {_describe(page)}, not a reduced copy of {name} "
                     f"({_describe(reference)}), so it cannot be a level of the pyramid; the "
@@ -1076,14 +1080,15 @@ def _is_ndpi_name(location: Path | str) -> bool:
 
 
 def _is_reduced_copy(
-    page: tifffile.TiffPage, base: tifffile.TiffPage, *, tiled: bool = True
+    page: tifffile.TiffPage, base: tifffile.TiffPage, *, tiled: bool = True, slack: int = 1
 ) -> bool:
     """Whether ``page`` is a pyramid level of ``base``: smaller, same aspect and samples.
 
     A level's sides are level 0's divided by one downsample and rounded either way, so
     ``h = H/d + e1`` and ``w = W/d + e2`` with ``|e1|, |e2| < 1``: then ``|H*w - h*W|`` is
-    below ``H + W``. ``tiled``: the page must be tiled too, as levels found among other
-    pages are: Aperio's thumbnail, label and macro are stripped, never tiled.
+    below ``H + W``; sides padded by up to ``slack`` pixels (both levels') keep it below
+    ``2 * slack * (H + W)``. ``tiled``: the page must be tiled too, as levels found among
+    other pages are: Aperio's thumbnail, label and macro are stripped, never tiled.
     """
     h, w, big_h, big_w = page.imagelength, page.imagewidth, base.imagelength, base.imagewidth
     same_samples = (page.dtype, page.samplesperpixel, page.photometric, page.planarconfig) == (
@@ -1097,8 +1102,13 @@ def _is_reduced_copy(
         and same_samples
         and 0 < h < big_h
         and 0 < w < big_w
-        and abs(big_h * w - h * big_w) < big_h + big_w
+        and abs(big_h * w - h * big_w) < (2 * slack if slack > 1 else 1) * (big_h + big_w)
     )
+
+
+def _tile_side(page: tifffile.TiffPage) -> int:
+    """The longer side of a page's tiles (1 for strips): what a writer may pad a level by."""
+    return max(page.tilelength, page.tilewidth, 1)
 
 
 def _ndpi_level(page: tifffile.TiffPage) -> bool:
