@@ -183,7 +183,7 @@ def _zero_tag(path: Path, page: int, tag: str) -> None:
     [
         (0, "ImageWidth", True, r"image directory 0 declares a 0 x 64 image"),
         (2, "ImageWidth", False, r"image directory 2 declares a 0 x 16 image"),
-        (0, "TileWidth", True, r"level 0 declares a 64 x 64 image in 0 x 16 tiles"),
+        (0, "TileWidth", True, r"image directory 0 declares TileWidth = 0"),
         (0, "RowsPerStrip", False, r"level 0 declares a 64 x 64 image in 64 x 0 strips"),
     ],
 )

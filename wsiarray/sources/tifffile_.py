@@ -893,6 +893,7 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
         tags = _directory_tags(entries, count, entry_size, order)
         # a size whose count changed is named as such, not as values past the end
         _check_size_types(tags, order, f"{path}: image directory {len(seen) - 1}")
+        _check_layout_values(tags, order, f"{path}: image directory {len(seen) - 1}")
         values_end, tag = _values_end(entries, count, entry_size, order)
         if values_end > size:
             name = tifffile.TIFF.TAGS.get(tag, str(tag))
@@ -936,11 +937,10 @@ def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) 
                     )
                     raise TruncatedFileError(msg)
                 sub_entries = fh.read(sub_count * entry_size)
-                _check_size_types(
-                    _directory_tags(sub_entries, sub_count, entry_size, order),
-                    order,
-                    f"{path}: the SubIFD at byte {at:,} of image directory {len(seen) - 1}",
-                )
+                sub_tags = _directory_tags(sub_entries, sub_count, entry_size, order)
+                sub_where = f"{path}: the SubIFD at byte {at:,} of image directory {len(seen) - 1}"
+                _check_size_types(sub_tags, order, sub_where)
+                _check_layout_values(sub_tags, order, sub_where)
                 sub_end = at + count_size + sub_count * entry_size + offset_size
                 last = max(last, sub_end, _values_end(sub_entries, sub_count, entry_size, order)[0])
         offset = int.from_bytes(entries[-offset_size:], order)
@@ -1022,6 +1022,38 @@ def _check_size_types(
             "(separate), so the file is damaged"
         )
         raise DamagedFileError(msg)
+
+
+#: Compressions for bilevel images only (CCITT RLE, Group 3, Group 4): a decoder given 8-bit
+#: data under one returns pixels without an error (fuzz seed 7919: a QPTIFF level 0's LZW
+#: made CCITT RLE read as wrong pixels, silently).
+BILEVEL_COMPRESSIONS = (2, 3, 4)
+
+
+def _check_layout_values(
+    tags: dict[int, tuple[int, int, bytes]], order: Literal["little", "big"], where: str
+) -> None:
+    """Refuse a directory with a tile side of 0, or a bilevel compression over samples that
+    are not one bit.
+
+    A TileWidth of 0 made tifffile take the level for a stripped image: it left the
+    pyramid as an associated image (fuzz seed 7919: an SVS opened with 2 of its 3 levels).
+    """
+    for tag in (322, 323):
+        if tag in tags and _inline_value(tags, tag, order) == 0:
+            name = tifffile.TIFF.TAGS.get(tag, str(tag))
+            msg = f"{where} declares {name} = 0; a tile cannot be 0 pixels, so the file is damaged"
+            raise DamagedFileError(msg)
+    compression = _inline_value(tags, 259, order)
+    if compression in BILEVEL_COMPRESSIONS:
+        samples = _inline_value(tags, 277, order) or 1
+        bits = tags[258][1] == 1 and _inline_value(tags, 258, order) == 1 if 258 in tags else True
+        if samples != 1 or not bits:
+            msg = (
+                f"{where} declares Compression {compression} (CCITT, for 1-bit images) over "
+                "samples of more than one bit; the file is damaged"
+            )
+            raise DamagedFileError(msg)
 
 
 def _subifd_offsets(
