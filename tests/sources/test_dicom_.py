@@ -459,6 +459,25 @@ def test_a_level_wsidicom_leaves_out_is_refused_naming_it(tmp_path, real_slide) 
         wa.open(folder)
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI:UserWarning")  # pydicom, of the UID
+def test_an_instance_whose_sop_class_is_garbled_is_refused_not_left_out(
+    tmp_path, real_slide
+) -> None:
+    # fuzz seed 104729 (dicom_header_flip): one bit of 11_0's SOPClassUID flipped
+    # ('1.2.840.10008.%.1.4...'): the file was no whole-slide image to the scan, and the
+    # series opened with 7 of its 8 levels, silently
+    folder = tmp_path / "BPAEC"
+    shutil.copytree(real_slide(BPAEC), folder)
+    data = bytearray((folder / "11_0").read_bytes())
+    uid = b"1.2.840.10008.5.1.4.1.1.77.1.6"
+    meta = data.index(uid)  # MediaStorageSOPClassUID in the file meta
+    at = data.index(uid, meta + len(uid))  # the dataset's SOPClassUID
+    data[at + len("1.2.840.10008.")] ^= 0x10
+    (folder / "11_0").write_bytes(bytes(data))
+    with pytest.raises(wa.DamagedFileError, match=r"11_0 of the series have a SOP class UID"):
+        wa.open(folder)
+
+
 def test_a_level_of_another_frame_size_is_refused(tmp_path, real_slide) -> None:
     # a tampered Rows: wsidicom left the level out of the series' pyramid, or, where it was
     # the largest level, took it for the base and left the others out; its frames no longer

@@ -965,7 +965,23 @@ def _series_members(path: Path | UPath, instances: Sequence[_Instance]) -> list[
             )
             raise UnsupportedFormatError(msg)
         key = keys[0]
+    # a member of the series whose SOP class is no UID at all is damage, not another kind of
+    # object: a flipped bit in it made wsidicom skip the instance, one level fewer, silently
+    garbled = [i.path for i in instances if (i.study, i.series) == key and not _is_uid(i.sop_class)]
+    if garbled:
+        msg = (
+            f"{path}: instance(s) {', '.join(map(str, garbled))} of the series have a SOP class "
+            "UID that is not a UID; the series would be read without them. The files are "
+            "damaged: copy them again"
+        )
+        raise DamagedFileError(msg)
     return [i for i in wsi if (i.study, i.series) == key]
+
+
+def _is_uid(value: str) -> bool:
+    """Whether ``value`` is a DICOM UID: digits in dot-separated parts, at most 64 long."""
+    parts = value.split(".")
+    return 0 < len(value) <= 64 and all(part.isdigit() and part.isascii() for part in parts)
 
 
 def _undecodable_message(instance: _Instance, version: str) -> str:
