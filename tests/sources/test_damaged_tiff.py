@@ -7,9 +7,11 @@ from __future__ import annotations
 import random
 import struct
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
 import pytest
 import tifffile
@@ -719,3 +721,95 @@ def test_a_ccitt_compression_over_8_bit_samples_is_refused(
     path.write_bytes(bytes(data))
     with pytest.raises(wa.DamagedFileError, match=r"Compression 2 \(CCITT, for 1-bit images\)"):
         wa.open(path)
+
+
+# -- seed 104729: a size its stored bytes cannot hold ---------------------------------------
+
+
+def test_a_width_its_lzw_strips_cannot_hold_is_refused_at_open(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # fuzz seed 104729 (qptiff-vectra/huge_size/104729.581): level 0's ImageWidth 1,920 ->
+    # 10**6 keeps its 90 strips of 16 rows, so the strip count matched; the compat thumbnail
+    # read the whole level and allocated 1.34 GiB before its first strip failed to decode
+    source = real_slide("qptiff/small_vectra.qptiff")
+    path, data = _copy(source, tmp_path)
+    at = _entry(source, 0, "ImageWidth")
+    data[at + 2 : at + 4] = struct.pack("<H", 4)  # LONG, to hold 10**6
+    _set_value(data, at, 1_000_000)
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        wa.DamagedFileError,
+        match=r"level 0: its strip 0 holds [\d,]+ bytes of LZW data, which cannot decode to "
+        r"the 16,000,000 bytes",
+    ) as e:
+        wa.open(path)
+    assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("compression", "encode"),
+    [
+        (5, imagecodecs.lzw_encode),
+        (8, lambda data: zlib.compress(data, 9)),
+        (32773, imagecodecs.packbits_encode),
+    ],
+)
+def test_the_expansion_bounds_hold_what_the_codecs_make_of_a_run_of_one_byte(
+    compression: int, encode: Callable[[bytes], bytes]
+) -> None:
+    # a run of one value is what each codec compresses best: the bound refuses no tile a real
+    # encoder writes (over 256 KiB: LZW
+    # 299, deflate 946, PackBits 64 bytes per byte)
+    from wsiarray.sources.tifffile_ import EXPANSION_SLACK, MAX_EXPANSION
+
+    data = bytes(1 << 18)  # imagecodecs' PackBits takes 3 s over 1 MB, 41 s over 4 MB
+    encoded = encode(data)
+    assert len(data) <= len(encoded) * MAX_EXPANSION[compression] + EXPANSION_SLACK
+
+
+def _lzw_zeros(length: int, clear_at: int | None) -> bytes:
+    """TIFF LZW (most significant bit first, early change) of ``length`` zero bytes: each
+    code the longest string in the table, the table cleared when it holds ``clear_at``
+    entries (never, for ``None``)."""
+    out, acc, held = bytearray(), 0, 0
+
+    def put(code: int, width: int) -> None:
+        nonlocal acc, held
+        acc, held = (acc << width) | code, held + width
+        while held >= 8:
+            held -= 8
+            out.append((acc >> held) & 0xFF)
+        acc &= (1 << held) - 1
+
+    put(256, 9)
+    next_code, width, done = 258, 9, 0
+    while done < length:
+        run = min(next_code - 257, length - done)  # the string "0" * run is code 256 + run
+        put(256 + run if run > 1 else 0, width)
+        done += run
+        next_code = min(next_code + 1, 4096)
+        if next_code + 1 > 1 << width and width < 12:
+            width += 1
+        if clear_at is not None and next_code >= clear_at:
+            put(256, width)
+            next_code, width = 258, 9
+    put(257, width)
+    if held:
+        put(0, 8 - held)
+    return bytes(out)
+
+
+def test_no_lzw_stream_the_decoder_takes_expands_past_the_bound() -> None:
+    # the LZW bound is imagecodecs' decoder's: a run of one byte, each code the longest
+    # string, with the table cleared when full (at 4,096 entries, as late as the decoder
+    # takes): 1,308.8 bytes per byte. Without clear codes the stream could go on at 3,838
+    # bytes per 12-bit code (2,558 per byte), and the decoder refuses it
+    from wsiarray.sources.tifffile_ import MAX_EXPANSION
+
+    data = bytes(20_000_000)
+    stream = _lzw_zeros(len(data), clear_at=4096)
+    assert imagecodecs.lzw_decode(stream) == data
+    assert 1300 < len(data) / len(stream) <= MAX_EXPANSION[5]
+    with pytest.raises(imagecodecs.LzwError, match="TABLE_TOO_SMALL"):
+        imagecodecs.lzw_decode(_lzw_zeros(len(data), clear_at=None))

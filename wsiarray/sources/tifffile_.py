@@ -101,6 +101,20 @@ MAX_SAMPLES = 64
 #: :meth:`TifffileSource._check_tail`).
 UNUSED_TAIL_BYTES = 4096
 
+#: The most bytes one stored byte decodes to, per TIFF compression whose format bounds it, and
+#: the bytes a tile may hold beyond that (headers, zlib's trailer, LZW's first clear code).
+#: A size damaged upward over strips keeps its strip count, so nothing else catches it before
+#: a whole-level read allocates it (fuzz seed 104729: qptiff-vectra/huge_size/104729.581, a
+#: width of 1,920 -> 10**6 over 90 LZW strips, 1,519 bytes per stored byte, allocated 1.34
+#: GiB). Uncompressed: none; PackBits: 128 bytes from 2; deflate: a 258-byte match in 2
+#: bits, 1,032; LZW: imagecodecs refuses a code table past 4,096 entries
+#: (IMCD_LZW_TABLE_TOO_SMALL), and a run of one byte, which adds the longest string at every
+#: code until then, measured 1,308.8 bytes per byte over 30 MB (tests/sources/
+#: test_damaged_tiff.py). JPEG (EOB runs), JPEG 2000 and CCITT (one bit a row) have no bound
+#: worth checking.
+MAX_EXPANSION = {1: 1, 32773: 64, 8: 1040, 32946: 1040, 5: 1320}
+EXPANSION_SLACK = 64
+
 #: Hamamatsu's Magnification tag: a level's objective power; -1 on the macro, -2 on the map.
 NDPI_MAGNIFICATION = 65421
 
@@ -794,6 +808,8 @@ def _check_data(
         raise DamagedFileError(msg)
     if not len(offsets):
         return 0
+    if expected is not None:
+        _check_expansion(keyframe, counts, where)
     # offset 0 is not data (a tile the file does not store, or damage named at its read)
     ends = np.where(offsets > 0, offsets + counts, 0)
     end = int(ends.max())
@@ -804,6 +820,42 @@ def _check_data(
         )
         raise TruncatedFileError(msg)
     return end
+
+
+def _check_expansion(keyframe: tifffile.TiffPage, counts: np.ndarray, where: str) -> None:
+    """Refuse tiles (or strips) whose declared pixels their stored bytes cannot hold under
+    the level's compression (:data:`MAX_EXPANSION`); tiles not stored (count 0) are absent.
+
+    Raises
+    ------
+    DamagedFileError
+        A stored tile's byte count is too small for the size the directory declares.
+    """
+    ratio = MAX_EXPANSION.get(int(keyframe.compression))
+    subsampled = keyframe.photometric == PHOTOMETRIC.YCBCR and keyframe.subsampling != (1, 1)
+    if ratio is None or subsampled:
+        return
+    contiguous = keyframe.samplesperpixel > 1 and keyframe.planarconfig == PLANARCONFIG.CONTIG
+    height, width = (keyframe.chunks[:-1] if contiguous else keyframe.chunks)[-2:]
+    samples = keyframe.samplesperpixel if contiguous else 1
+    row_bytes = -(-width * samples * keyframe.bitspersample // 8)
+    depth = max(keyframe.tiledepth, 1) if keyframe.is_tiled else 1
+    rows = np.full(len(counts), height * depth, dtype=np.int64)
+    if not keyframe.is_tiled:  # the last strip of each sample holds what rows are left
+        strips = math.ceil(keyframe.imagelength / height)
+        rows[strips - 1 :: strips] = keyframe.imagelength - (strips - 1) * height
+    need = rows * row_bytes
+    short = (counts > 0) & (need > counts.astype(np.float64) * ratio + EXPANSION_SLACK)
+    if short.any():
+        index = int(np.argmax(short))
+        kind = "tile" if keyframe.is_tiled else "strip"
+        name = COMPRESSION(keyframe.compression).name
+        msg = (
+            f"{where}: its {kind} {index} holds {int(counts[index]):,} bytes of {name} data, "
+            f"which cannot decode to the {int(need[index]):,} bytes the image's size declares "
+            f"(at most {ratio:,} per byte); the image's size or its byte counts are damaged"
+        )
+        raise DamagedFileError(msg)
 
 
 def _tile_count(page: tifffile.TiffPage) -> int | None:
