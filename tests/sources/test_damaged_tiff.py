@@ -813,3 +813,19 @@ def test_no_lzw_stream_the_decoder_takes_expands_past_the_bound() -> None:
     assert 1300 < len(data) / len(stream) <= MAX_EXPANSION[5]
     with pytest.raises(imagecodecs.LzwError, match="TABLE_TOO_SMALL"):
         imagecodecs.lzw_decode(_lzw_zeros(len(data), clear_at=None))
+
+
+@pytest.mark.parametrize("tag", ["ImageWidth", "ImageLength"])
+def test_a_qptiff_channel_page_of_another_size_is_refused_not_left_out(
+    tmp_path: Path, real_slide: Callable[[str], Path], tag: str
+) -> None:
+    # tifffile groups a QPTIFF's channel pages by size: the Cy3 page made 1 px smaller became
+    # a series of its own, and the slide opened with DAPI and FITC only, silently
+    source = real_slide("qptiff/small_vectra.qptiff")
+    path, data = _copy(source, tmp_path)
+    at = _entry(source, 2, tag)
+    _set_value(data, at, struct.unpack("<H", data[at + 8 : at + 10])[0] - 1)
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.DamagedFileError, match=r"page\(s\) 2 describe themselves as full-res"):
+        wa.open(path)
+    assert wa.open(source).metadata.channels == ("DAPI", "FITC", "Cy3")

@@ -21,6 +21,7 @@ __all__ = [
     "parse_color",
     "philips_mm",
     "qptiff_channel_name",
+    "qptiff_image_type",
 ]
 
 #: Fewer pixels per unit than this is a placeholder, not a scan resolution (large_image's rule).
@@ -181,6 +182,13 @@ def ome_plane_steps(xml: str) -> dict[str, tuple[float, str]]:
 def qptiff_channel_name(description: str) -> str | None:
     """Return the channel ``Name`` from one page's PerkinElmer QPTIFF XML description."""
     match = re.search(r"<Name>([^<]*)</Name>", description)
+    return match.group(1).strip() if match else None
+
+
+def qptiff_image_type(description: str) -> str | None:
+    """Return the ``ImageType`` (``FullResolution``, ``ReducedResolution``, ``Thumbnail``, ...)
+    from one page's PerkinElmer QPTIFF XML description."""
+    match = re.search(r"<ImageType>([^<]*)</ImageType>", description)
     return match.group(1).strip() if match else None
 
 

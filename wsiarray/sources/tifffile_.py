@@ -191,6 +191,7 @@ class TifffileSource(SlideSource):
         try:
             self._series = self._with_structural_levels(self._slide_series(series))
             self._check_levels_fit()
+            self._check_qptiff_channels()
             self._check_axes()
             self._check_codecs()
             self._damage: tuple[str, ...] = ()
@@ -382,6 +383,32 @@ class TifffileSource(SlideSource):
                     "file is damaged"
                 )
                 raise DamagedFileError(msg)
+
+    def _check_qptiff_channels(self) -> None:
+        """Refuse a QPTIFF whose full-resolution channel pages are not all in level 0.
+
+        tifffile groups a QPTIFF's channel pages by size: one whose width or length is
+        damaged (1,920 -> 1,919) became a series of its own, and the slide opened with 2 of
+        its 3 channels, silently. The pages' descriptions say which are channels.
+        """
+        if not self._tif.is_qpi or self._series.name != "Baseline":
+            return
+        held = {page.index for page in self._series.levels[0].pages if page is not None}
+        stray = [
+            page.index
+            for page in self._tif.pages
+            if page.index not in held
+            and _vendor.qptiff_image_type(getattr(page, "description", "")) == "FullResolution"
+        ]
+        if stray:
+            msg = (
+                f"{self.path}: page(s) {', '.join(map(str, stray))} describe themselves as "
+                f"full-resolution channels, but level 0 is {len(held)} other page(s) of "
+                f"{self._series.levels[0].keyframe.imagewidth} x "
+                f"{self._series.levels[0].keyframe.imagelength} pixels; a channel's size is "
+                "damaged"
+            )
+            raise DamagedFileError(msg)
 
     def _check_axes(self) -> None:
         axes, shape = self._series.axes, self._series.shape
