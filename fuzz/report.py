@@ -14,7 +14,7 @@ SHORT = {
     "clean_error": "clean error",
     "read_fine": "read fine",
     "silent_wrong_pixels": "silent wrong pixels",
-    "silent_lost_levels": "silent lost levels",
+    "silent_lost_levels": "silent lost levels or channels",
     "memory": "memory blow-up",
     "other_exception": "other exception",
     "hang": "hang",

@@ -13,8 +13,9 @@ parent kills a child's process group at the time limit. A job with a ``reader`` 
 reference library's steps instead (:mod:`fuzz.readers`), under the same limits.
 
 Outcome classes (issue 15's table): ``clean_error`` (every exception a WsiArrayError),
-``read_fine``, ``silent_wrong_pixels``, ``silent_lost_levels``, ``memory`` (MemoryError, or
-"can't start new thread", not a PixelBudgetError), ``other_exception``, ``hang``, ``crash``.
+``read_fine``, ``silent_wrong_pixels``, ``silent_lost_levels`` (levels or channels),
+``memory`` (MemoryError, or "can't start new thread", not a PixelBudgetError),
+``other_exception``, ``hang``, ``crash``.
 A mutant's class is its worst step's.
 
 Silent wrong pixels: the reference for each level read without error is, tile by tile, the
@@ -232,6 +233,12 @@ class _Child(steps.Steps):
                 mutant = np.array(original)
                 for (y0, y1, x0, x1), piece in pixels:
                     mutant[y0:y1, x0:x1] = piece
+            if mutant.shape[:2] == original.shape[:2] and mutant.shape != original.shape:
+                self.silent.append(
+                    f"lost channels: level {level} opened with {mutant.shape[-1]} bands, the "
+                    f"original has {original.shape[-1]}, and no error"
+                )
+                continue
             if mutant.shape != original.shape:
                 self.notes.append(
                     f"level {level}: pixels {mutant.shape} vs original {original.shape}"
@@ -618,7 +625,7 @@ def outcome_of(raw: dict[str, Any], entry_format: str) -> Outcome:
     out.notes = result.get("notes", [])
     classes = {s["class"] for s in out.steps}
     if out.silent:
-        lost = all(s.startswith("lost levels") for s in out.silent)
+        lost = all(s.startswith(("lost levels", "lost channels")) for s in out.silent)
         classes.add("silent_lost_levels" if lost else "silent_wrong_pixels")
         if lost:
             out.steps.append(
