@@ -176,3 +176,41 @@ def test_importing_and_reading_a_patch_loads_no_xarray_dask_or_zarr(real_slide) 
         [sys.executable, "-c", script], check=True, capture_output=True, text=True, timeout=120
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_a_thumbnail_of_a_level_too_large_to_hold_is_reduced_chunk_by_chunk(
+    real_slide, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a slide without a pyramid: its one level was read whole (3 bytes a pixel) and, over the
+    # pixel budget, refused. Here CMU-1-Small-Region (one level, 2220 x 2967) stands for one,
+    # with the direct-read size and the budget lowered below it
+    import tracemalloc
+
+    from wsiarray import geometry
+    from wsiarray import slide as slide_module
+
+    slide = wa.open(real_slide("aperio/CMU-1-Small-Region.svs"), chunks=256)
+    assert slide.level_count == 1
+    whole = slide.thumbnail(256)  # read whole: the level is small enough
+    monkeypatch.setattr(slide_module, "DIRECT_READ_PIXELS", 512 * 512)
+    monkeypatch.setattr(geometry, "MAX_PIXELS", 1000 * 1000)
+    tracemalloc.start()
+    try:
+        with dask.config.set(scheduler="synchronous"):
+            chunked = slide.thumbnail(256)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert chunked.shape == whole.shape == (256, 192, 3)
+    # block means over 5 x 5 (the 2 rows past the last whole block left out), then Lanczos:
+    # Pillow's reduce and resize of those blocks, within its reduce's rounding
+    from PIL import Image
+
+    level = np.asarray(slide.image(0).values)[:2965]
+    blocks = Image.fromarray(level).reduce(5).resize((192, 256), Image.Resampling.LANCZOS)
+    assert np.abs(chunked.astype(int) - np.asarray(blocks, dtype=int)).max() <= 1
+    # and close to the Lanczos of the whole level (mean 1.24; Pillow's own reducing_gap=2,
+    # which reduces the same way, differs from it by 0.53)
+    assert np.abs(chunked.astype(int) - whole.astype(int)).mean() < 2
+    # never the whole level (19.8 MB): a chunk's read, its mean and the small image
+    assert peak < 2220 * 2967 * 3 / 4

@@ -177,22 +177,13 @@ def _direct_window(
 def _small_thumbnail(slide: Slide, size: int) -> np.ndarray | None:
     """:meth:`Slide.thumbnail`'s pixels, read with :meth:`Slide.read` (no xarray, no dask)
     when its level is small enough to be read directly; else ``None``."""
-    import numpy as np
+    from wsiarray.resample import lanczos_thumbnail
 
     level = slide.thumbnail_level(size)
     height, width = slide.level_shapes[level]
     if height * width > DIRECT_READ_PIXELS:
         return None
-    pixels = slide.read(0, 0, width, height, level=level)
-    # as Slide.thumbnail reduces the level (kept equal by tests/test_cli.py)
-    scale = min(1.0, size / max(height, width))
-    shape = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if pixels.dtype != np.uint8 or pixels.shape[2] not in (1, 3, 4):
-        return pixels[:: max(1, height // shape[1]), :: max(1, width // shape[0])]
-    from PIL import Image
-
-    image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
-    return np.asarray(image.resize(shape, Image.Resampling.LANCZOS))
+    return lanczos_thumbnail(slide.read(0, 0, width, height, level=level), size)
 
 
 def _check_output(output: str) -> Path:

@@ -1,8 +1,12 @@
-"""Area resampling: each output pixel is the mean of the input area it covers.
+"""Resampling: area means for images at a resolution, Lanczos for thumbnails.
 
-For an integer factor this is block averaging (``coarsen(...).mean()``); for any other
-factor it is the antialiased area-weighted mean. It is computed per output window from
-exactly the input pixels that window covers, so chunked results have no seams.
+Area resampling: each output pixel is the mean of the input area it covers. For an integer
+factor this is block averaging (``coarsen(...).mean()``); for any other factor it is the
+antialiased area-weighted mean. It is computed per output window from exactly the input
+pixels that window covers, so chunked results have no seams.
+
+Thumbnails (:func:`lanczos_thumbnail`) are Pillow's Lanczos reduction of a whole image, as
+every viewer makes them.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import math
 
 import numpy as np
 
-__all__ = ["area_resample", "input_span"]
+__all__ = ["area_resample", "input_span", "lanczos_thumbnail"]
 
 
 def input_span(out_start: int, out_stop: int, factor: float, size: int) -> tuple[int, int]:
@@ -92,3 +96,23 @@ def area_resample(
         info = np.iinfo(dtype)
         return np.clip(np.rint(out), info.min, info.max).astype(dtype)
     return out.astype(dtype)
+
+
+def lanczos_thumbnail(pixels: np.ndarray, max_size: int) -> np.ndarray:
+    """``(h, w, c)`` pixels reduced to a longer side of at most ``max_size``: Pillow's Lanczos
+    filter for 8-bit grey, RGB and RGBA, rows and columns taken at a stride otherwise.
+
+    Examples
+    --------
+    >>> lanczos_thumbnail(np.zeros((300, 600, 3), np.uint8), 100).shape
+    (50, 100, 3)
+    """
+    height, width = pixels.shape[:2]
+    scale = min(1.0, max_size / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if pixels.dtype != np.uint8 or pixels.shape[2] not in (1, 3, 4):
+        return pixels[:: max(1, height // size[1]), :: max(1, width // size[0])]
+    from PIL import Image
+
+    image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
+    return np.asarray(image.resize(size, Image.Resampling.LANCZOS))

@@ -12,6 +12,7 @@ import numpy as np
 from wsiarray import geometry
 from wsiarray.chunks import DIRECT_READ_PIXELS, ChunksLike, default_chunk
 from wsiarray.errors import LevelError, OptionError, RegionError, ScaleError
+from wsiarray.resample import lanczos_thumbnail
 from wsiarray.sources import SlideMetadata, SourceSpec, redact, source_cache
 
 if TYPE_CHECKING:
@@ -401,28 +402,28 @@ class Slide:
         """Return an RGB(A) thumbnail whose longer side is at most ``max_size`` pixels.
 
         It is read from the smallest level at least ``max_size`` pixels on its longer side and
-        reduced with Pillow's Lanczos filter.
+        reduced with Pillow's Lanczos filter. A level of more than
+        :data:`~wsiarray.chunks.DIRECT_READ_PIXELS` (a slide without a pyramid) is first
+        area-averaged to about twice ``max_size``, chunk by chunk with dask, so it is never
+        held in memory whole.
 
         Raises
         ------
         OptionError
             ``max_size`` is not a positive whole number.
-        PixelBudgetError
-            That level holds more than :data:`wsiarray.geometry.MAX_PIXELS` (a slide
-            without a pyramid): read ``slide.image(downsample=...)`` in chunks instead.
         """
-        from PIL import Image
-
         level = self.thumbnail_level(max_size)
-        geometry.check_pixels(*self.level_shapes[level], f"level {level}, the thumbnail's read")
-        pixels = np.asarray(self.image(level).values)
-        height, width = pixels.shape[:2]
-        scale = min(1.0, max_size / max(height, width))
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        if pixels.dtype != np.uint8 or pixels.shape[2] not in (1, 3, 4):
-            return pixels[:: max(1, height // size[1]), :: max(1, width // size[0])]
-        image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
-        return np.asarray(image.resize(size, Image.Resampling.LANCZOS))
+        height, width = self.level_shapes[level]
+        factor = max(height, width) // (2 * max_size)
+        if height * width > DIRECT_READ_PIXELS and factor > 1:
+            # whole, a level holds 3 bytes a pixel (9 GB at 3 Gpx): it was refused over the
+            # pixel budget, and under it could take all the memory a worker has
+            downsample = factor * max(self.level_downsamples[level])
+            pixels = np.asarray(self.image(downsample=downsample).values)
+        else:
+            geometry.check_pixels(height, width, f"level {level}, the thumbnail's read")
+            pixels = np.asarray(self.image(level).values)
+        return lanczos_thumbnail(pixels, max_size)
 
     def close(self) -> None:
         """Nothing to release: reading happens through a per-process cache of open files."""

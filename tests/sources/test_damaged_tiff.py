@@ -730,18 +730,20 @@ def test_a_width_its_lzw_strips_cannot_hold_is_refused_at_open(
     tmp_path: Path, real_slide: Callable[[str], Path]
 ) -> None:
     # fuzz seed 104729 (qptiff-vectra/huge_size/104729.581): level 0's ImageWidth 1,920 ->
-    # 10**6 keeps its 90 strips of 16 rows, so the strip count matched; the compat thumbnail
-    # read the whole level and allocated 1.34 GiB before its first strip failed to decode
+    # 10**6 kept its 90 strips of 16 rows, so the strip count matched; the compat thumbnail
+    # read the whole level and allocated 1.34 GiB before its first strip failed to decode.
+    # That page is now also a channel left out of level 0 (the test below); the thumbnail's
+    # 23 strips (480 x 360, 16 rows each) are only caught by their byte counts
     source = real_slide("qptiff/small_vectra.qptiff")
     path, data = _copy(source, tmp_path)
-    at = _entry(source, 0, "ImageWidth")
+    at = _entry(source, 3, "ImageWidth")
     data[at + 2 : at + 4] = struct.pack("<H", 4)  # LONG, to hold 10**6
     _set_value(data, at, 1_000_000)
     path.write_bytes(bytes(data))
     with pytest.raises(
         wa.DamagedFileError,
-        match=r"level 0: its strip 0 holds [\d,]+ bytes of LZW data, which cannot decode to "
-        r"the 16,000,000 bytes",
+        match=r"the thumbnail image: its strip 0 holds 5,310 bytes of LZW data, which cannot "
+        r"decode to the 48,000,000 bytes the image's size declares \(at most 1,320 per byte\)",
     ) as e:
         wa.open(path)
     assert str(path) in str(e.value)
@@ -815,17 +817,46 @@ def test_no_lzw_stream_the_decoder_takes_expands_past_the_bound() -> None:
         imagecodecs.lzw_decode(_lzw_zeros(len(data), clear_at=None))
 
 
-@pytest.mark.parametrize("tag", ["ImageWidth", "ImageLength"])
+@pytest.mark.parametrize(
+    ("page", "tag", "value", "message"),
+    [
+        # tifffile groups a QPTIFF's channel pages by size: the Cy3 page made 1 px narrower
+        # or shorter became a series of its own, and the slide opened with DAPI and FITC only
+        (2, "ImageWidth", 1919, r"level 0 is page\(s\) 0, 1 .* leaves out page\(s\) 2 \(a 1919"),
+        (2, "ImageLength", 1439, r"leaves out page\(s\) 2 \(a 1920 x 1439 image"),
+        # fuzz seed 104729 (qptiff-vectra/huge_size/104729.581), DAPI 10**6 px wide: level 0
+        # became that one page (and its strips could not hold it)
+        (0, "ImageWidth", 1_000_000, r"level 0 is page\(s\) 0 \(a 1000000 x 1440 image"),
+    ],
+)
 def test_a_qptiff_channel_page_of_another_size_is_refused_not_left_out(
-    tmp_path: Path, real_slide: Callable[[str], Path], tag: str
+    tmp_path: Path, real_slide: Callable[[str], Path], page: int, tag: str, value: int, message: str
 ) -> None:
-    # tifffile groups a QPTIFF's channel pages by size: the Cy3 page made 1 px smaller became
-    # a series of its own, and the slide opened with DAPI and FITC only, silently
     source = real_slide("qptiff/small_vectra.qptiff")
     path, data = _copy(source, tmp_path)
-    at = _entry(source, 2, tag)
-    _set_value(data, at, struct.unpack("<H", data[at + 8 : at + 10])[0] - 1)
+    at = _entry(source, page, tag)
+    data[at + 2 : at + 4] = struct.pack("<H", 4)  # LONG
+    _set_value(data, at, value)
     path.write_bytes(bytes(data))
-    with pytest.raises(wa.DamagedFileError, match=r"page\(s\) 2 describe themselves as full-res"):
+    with pytest.raises(wa.DamagedFileError, match=message) as e:
         wa.open(path)
+    assert "describe themselves as full-resolution channels" in str(e.value)
     assert wa.open(source).metadata.channels == ("DAPI", "FITC", "Cy3")
+
+
+def test_an_ndpi_level_1_px_off_its_sampling_step_is_refused_not_dropped(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # fuzz seed 31337 (ndpi-tritc/tag_value/31337.695): level 3's ImageLength 608 -> 607 is
+    # still a reduced copy of level 0 (sides rounded either way), but tifffile takes a level
+    # only at level 2's size divided by a sampling factor, exactly: 3 of 4 levels, silently
+    source = real_slide(NDPI)
+    path, data = _copy(source, tmp_path)
+    _set_value(data, _entry(source, 3, "ImageLength"), 607)
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        wa.DamagedFileError, match=r"page 3 \(NDPI magnification 5.0\) is a 496 x 607 image"
+    ) as e:
+        wa.open(path)
+    assert "tifffile leaves it out of the pyramid (3 of 4 levels)" in str(e.value)
+    assert wa.open(source).level_count == 4
