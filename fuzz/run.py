@@ -227,18 +227,23 @@ class _Child(steps.Steps):
             ):
                 continue
             original = np.load(reference / f"level{level}.npy", mmap_mode="r")
+            read = (pixels if windows is None else pixels[0][1]).shape[-1]
+            if read != original.shape[-1]:
+                bands = f"level {level} opened with {read} bands, the original has "
+                if warned:  # said, as lost levels are
+                    self.notes.append(f"{bands}{original.shape[-1]}, with a DamagedFileWarning")
+                else:
+                    kind = "lost" if read < original.shape[-1] else "extra"
+                    self.silent.append(
+                        f"{kind} channels: {bands}{original.shape[-1]}, and no error"
+                    )
+                continue
             if windows is None:
                 mutant = pixels
             else:  # the windows read, on the original's pixels elsewhere
                 mutant = np.array(original)
                 for (y0, y1, x0, x1), piece in pixels:
                     mutant[y0:y1, x0:x1] = piece
-            if mutant.shape[:2] == original.shape[:2] and mutant.shape != original.shape:
-                self.silent.append(
-                    f"lost channels: level {level} opened with {mutant.shape[-1]} bands, the "
-                    f"original has {original.shape[-1]}, and no error"
-                )
-                continue
             if mutant.shape != original.shape:
                 self.notes.append(
                     f"level {level}: pixels {mutant.shape} vs original {original.shape}"

@@ -34,7 +34,7 @@ def _main_frame(stack: str) -> str:
 
 
 def _silent_key(text: str) -> str:
-    if text.startswith(("lost levels", "lost channels")):
+    if text.startswith(("lost levels", "lost channels", "extra channels")):
         return text.split(":", 1)[0]
     if "the reference failed: offset 0" in text:
         return "tile offset 0 (non-zero byte count) served without error"

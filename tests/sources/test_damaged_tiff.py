@@ -860,3 +860,34 @@ def test_an_ndpi_level_1_px_off_its_sampling_step_is_refused_not_dropped(
         wa.open(path)
     assert "tifffile leaves it out of the pyramid (3 of 4 levels)" in str(e.value)
     assert wa.open(source).level_count == 4
+
+
+def test_a_qptiff_channel_directory_linked_in_twice_is_refused(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # fuzz seed 65537 (qptiff-vectra/duplicate_ifd/65537.994): DAPI's directory copied to the
+    # end of the file and linked after itself; the slide opened with 4 channels (DAPI twice)
+    source = real_slide("qptiff/small_vectra.qptiff")
+    path, data = _copy(source, tmp_path)
+    at, _ = _next_pointer(source, 0)
+    first = struct.unpack("<I", data[4:8])[0]
+    copy = len(data)
+    data += data[first : at + 4]  # the directory, its next pointer still page 1
+    data[at : at + 4] = struct.pack("<I", copy)
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.DamagedFileError, match=r"level 0's pages 0 and 1 are one image"):
+        wa.open(path)
+
+
+def test_a_grey_photometric_over_jpeg_colour_samples_is_refused(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # fuzz seed 65537 (svs-cmu1/tag_value/65537.464): Photometric RGB -> MINISWHITE; libjpeg
+    # guessed the three samples were YCbCr, and level 0 read 47 levels off on average, with
+    # no error (OpenSlide read it grey)
+    source = real_slide(CMU)
+    path, data = _copy(source, tmp_path)
+    _set_value(data, _entry(source, 0, "PhotometricInterpretation"), 0)
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.DamagedFileError, match=r"SamplesPerPixel = 3 .* photometric MINISWHITE"):
+        wa.open(path)

@@ -106,7 +106,7 @@ UNUSED_TAIL_BYTES = 4096
 #: A size damaged upward over strips keeps its strip count, so nothing else catches it before
 #: a whole-level read allocates it (fuzz seed 104729: qptiff-vectra/huge_size/104729.581, a
 #: width of 1,920 -> 10**6 over 90 LZW strips, 1,519 bytes per stored byte, allocated 1.34
-#: GiB). Uncompressed: none; PackBits: 128 bytes from 2; deflate: a 258-byte match in 2
+#: GiB). Uncompressed: 1 (exact); PackBits: 128 bytes from 2; deflate: a 258-byte match in 2
 #: bits, 1,032; LZW: imagecodecs refuses a code table past 4,096 entries
 #: (IMCD_LZW_TABLE_TOO_SMALL), and a run of one byte, which adds the longest string at every
 #: code until then, measured 1,308.8 bytes per byte over 30 MB (tests/sources/
@@ -127,6 +127,8 @@ RGB_BANDS = {3: ("R", "G", "B"), 4: ("R", "G", "B", "A")}
 RESOLUTION_UNITS = {RESUNIT.INCH: "inch", RESUNIT.CENTIMETER: "cm"}
 #: Photometric interpretations whose samples are colour: R, G, B (stored as is, or as YCbCr).
 COLOUR = (PHOTOMETRIC.RGB, PHOTOMETRIC.YCBCR)
+#: Photometric interpretations of one grey sample (and any ExtraSamples).
+GREY = (PHOTOMETRIC.MINISWHITE, PHOTOMETRIC.MINISBLACK)
 #: tifffile's axes that are planes of a slide (time points, focal planes), not channels.
 PLANE_AXES = "TZ"
 #: ExtraSamples of a grey image whose second sample is alpha (associated or unassociated).
@@ -398,7 +400,7 @@ class TifffileSource(SlideSource):
             raise DamagedFileError(msg)
 
     def _check_qptiff_channels(self) -> None:
-        """Refuse a QPTIFF whose full-resolution channel pages are not all in level 0.
+        """Refuse a QPTIFF whose full-resolution channel pages are not all in level 0, once.
 
         tifffile groups a QPTIFF's channel pages by size: one whose width or length is
         damaged (1,920 -> 1,919) became a series of its own, and the slide opened with 2 of
@@ -414,6 +416,19 @@ class TifffileSource(SlideSource):
             if page.index not in indices
             and _vendor.qptiff_image_type(getattr(page, "description", "")) == "FullResolution"
         ]
+        first: dict[int, int] = {}
+        for page in held:
+            offset = next((int(o) for o in page.dataoffsets if o), 0)
+            if offset in first:
+                # a channel's directory linked in twice (fuzz seed 65537: qptiff-vectra/
+                # duplicate_ifd/65537.994): DAPI, DAPI, FITC, Cy3, silently
+                msg = (
+                    f"{self.path}: level 0's pages {first[offset]} and {page.index} are one "
+                    "image (their strips start at the same byte), so a channel's directory is "
+                    "in the chain twice; the file is damaged"
+                )
+                raise DamagedFileError(msg)
+            first[offset] = page.index
         if stray:
             msg = (
                 f"{self.path}: tifffile's level 0 is page(s) "
@@ -804,6 +819,15 @@ def _check_geometry(page: tifffile.TiffPage, where: str) -> None:
         not 1 <= samples <= MAX_SAMPLES
         or bits_count not in (1, samples)
         or (colour and samples < len(RGB_BANDS[3]))
+        # grey JPEG of 3 or more samples: libjpeg then guesses their colour space, YCbCr or
+        # CMYK (fuzz seed 65537: svs-cmu1/tag_value/65537.464, Photometric RGB -> MINISWHITE
+        # decoded CMU-1's RGB as YCbCr, 47 levels off on average, silently; OpenSlide read
+        # grey). Two samples are not converted (large_image's small_la.tiff: grey and alpha)
+        or (
+            page.photometric in GREY
+            and page.compression == COMPRESSION.JPEG
+            and samples - len(page.extrasamples) >= len(RGB_BANDS[3])
+        )
     ):
         msg = (
             f"{where} declares SamplesPerPixel = {samples} with {bits_count} BitsPerSample "
