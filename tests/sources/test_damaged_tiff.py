@@ -875,7 +875,7 @@ def test_a_qptiff_channel_directory_linked_in_twice_is_refused(
     data += data[first : at + 4]  # the directory, its next pointer still page 1
     data[at : at + 4] = struct.pack("<I", copy)
     path.write_bytes(bytes(data))
-    with pytest.raises(wa.DamagedFileError, match=r"level 0's pages 0 and 1 are one image"):
+    with pytest.raises(wa.DamagedFileError, match=r"level 0: its pages 0 and 1 are one image"):
         wa.open(path)
 
 

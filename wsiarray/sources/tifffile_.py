@@ -400,7 +400,7 @@ class TifffileSource(SlideSource):
             raise DamagedFileError(msg)
 
     def _check_qptiff_channels(self) -> None:
-        """Refuse a QPTIFF whose full-resolution channel pages are not all in level 0, once.
+        """Refuse a QPTIFF whose full-resolution channel pages are not all in level 0.
 
         tifffile groups a QPTIFF's channel pages by size: one whose width or length is
         damaged (1,920 -> 1,919) became a series of its own, and the slide opened with 2 of
@@ -416,19 +416,6 @@ class TifffileSource(SlideSource):
             if page.index not in indices
             and _vendor.qptiff_image_type(getattr(page, "description", "")) == "FullResolution"
         ]
-        first: dict[int, int] = {}
-        for page in held:
-            offset = next((int(o) for o in page.dataoffsets if o), 0)
-            if offset in first:
-                # a channel's directory linked in twice (fuzz seed 65537: qptiff-vectra/
-                # duplicate_ifd/65537.994): DAPI, DAPI, FITC, Cy3, silently
-                msg = (
-                    f"{self.path}: level 0's pages {first[offset]} and {page.index} are one "
-                    "image (their strips start at the same byte), so a channel's directory is "
-                    "in the chain twice; the file is damaged"
-                )
-                raise DamagedFileError(msg)
-            first[offset] = page.index
         if stray:
             msg = (
                 f"{self.path}: tifffile's level 0 is page(s) "
@@ -497,12 +484,25 @@ class TifffileSource(SlideSource):
         for index, level in enumerate(self._series.levels):
             _check_geometry(level.keyframe, f"{self.path}: level {index}")
             missing = 0
+            starts: dict[int, Any] = {}
             for page in level.pages:
                 if page is None:
                     missing += 1
-                else:
-                    where = f"{self.path}: level {index}"
-                    end = max(end, _check_data(page, level.keyframe, where, size))
+                    continue
+                where = f"{self.path}: level {index}"
+                end = max(end, _check_data(page, level.keyframe, where, size))
+                start = next((int(o) for o in page.dataoffsets if o), 0)
+                if start in starts:
+                    # a directory linked into the chain twice (fuzz seed 65537: qptiff-vectra/
+                    # duplicate_ifd/65537.994): channels DAPI, DAPI, FITC, Cy3, silently
+                    msg = (
+                        f"{where}: its pages {starts[start].index} and {page.index} are one "
+                        "image (their data start at the same byte), so a directory is in the "
+                        "chain twice; the file is damaged"
+                    )
+                    raise DamagedFileError(msg)
+                if start:
+                    starts[start] = page
             if missing:
                 # tifffile zeroes pages an OME-XML declares and the file lacks: a SizeZ of
                 # 10**6 over 1 page made 10**6 planes of zeros (fuzz A6: a hang building them)
