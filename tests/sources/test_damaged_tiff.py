@@ -891,3 +891,55 @@ def test_a_grey_photometric_over_jpeg_colour_samples_is_refused(
     path.write_bytes(bytes(data))
     with pytest.raises(wa.DamagedFileError, match=r"SamplesPerPixel = 3 .* photometric MINISWHITE"):
         wa.open(path)
+
+
+# -- seed 424242: how samples are read, declared otherwise -------------------------------------
+
+
+def test_a_sample_format_not_of_integers_is_refused(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # fuzz seed 424242 (ome-os2/tag_type/424242.331): SampleFormat SHORT -> DOUBLE, a number
+    # tifffile could not read; wsiarray read the level as before
+    source = real_slide("ome-tiff/OS-2-ndpi.ome.tif")
+    path, data = _copy(source, tmp_path)
+    at = _entry(source, 0, "SampleFormat")
+    order = "<" if data[:2] == b"II" else ">"
+    width = 8 if data[2:4] in (b"\x2b\x00", b"\x00\x2b") else 4  # BigTIFF's 8-byte count
+    assert width == 4, "OS-2 is a classic TIFF"
+    data[at + 2 : at + 4] = struct.pack(f"{order}H", 12)
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.DamagedFileError, match=r"declares SampleFormat of TIFF type 12"):
+        wa.open(path)
+
+
+def test_a_page_of_a_level_laid_out_unlike_the_others_is_refused(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # fuzz seed 424242 (qptiff-vectra/tag_value/424242.1471): DAPI's BitsPerSample 8 -> 3;
+    # tifffile decodes every channel as the first page says: all three as 3-bit samples,
+    # wrong pixels without an error (now refused as a depth no level has, the next test).
+    # Here FITC's 8 -> 16: FITC would have been read as DAPI's 8 bits
+    source = real_slide("qptiff/small_vectra.qptiff")
+    path, data = _copy(source, tmp_path)
+    _set_value(data, _entry(source, 1, "BitsPerSample"), 16)
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.DamagedFileError, match=r"page 1 declares bitspersample = 16 where"):
+        wa.open(path)
+
+
+def test_a_level_of_a_packed_bit_depth_is_refused(tmp_path: Path) -> None:
+    # the same damage on a level of one page: 8 -> 3 over LZW gave 3-bit pixels from 8-bit
+    # data, 124 levels off on average, as tifffile reads them too
+    image = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
+    path = tmp_path / "lzw.tif"
+    tifffile.imwrite(path, image, tile=(256, 256), compression="lzw", photometric="rgb")
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        at = tif.pages[0].tags["BitsPerSample"].valueoffset
+    data[at : at + 6] = struct.pack("<3H", 3, 3, 3)
+    path.write_bytes(bytes(data))
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages[0].bitspersample == 3  # tifffile reads it, unpacked
+    with pytest.raises(wa.DamagedFileError, match=r"level 0 declares BitsPerSample = 3"):
+        wa.open(path)

@@ -11,6 +11,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -476,6 +477,22 @@ def test_an_instance_whose_sop_class_is_garbled_is_refused_not_left_out(
     (folder / "11_0").write_bytes(bytes(data))
     with pytest.raises(wa.DamagedFileError, match=r"11_0 of the series have a SOP class UID"):
         wa.open(folder)
+
+
+def test_a_level_relabelled_label_is_said_not_lost_quietly(tmp_path, real_slide) -> None:
+    # fuzz seed 424242 (dicom-bpaec/dicom_tag_value/424242.936): 9_0's ImageType VOLUME ->
+    # LABEL; wsidicom took it for a second label, and the series opened with 7 of its 8
+    # levels, the 192 x 144 one missing, without a word
+    folder = _tampered_bpaec(
+        tmp_path, real_slide, "9_0", ImageType=["ORIGINAL", "PRIMARY", "LABEL"]
+    )
+    with pytest.warns(wa.DamagedFileWarning, match=r"image type LABEL, 192 x 144 pixels, is the"):
+        slide = wa.open(folder)
+    assert slide.level_count == 7
+    assert "between 384 and 96 pixels wide" in slide.tree.attrs["warnings"][0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", wa.DamagedFileWarning)
+        assert wa.open(real_slide(BPAEC)).level_count == 8  # no warning for the original
 
 
 def test_a_level_of_another_frame_size_is_refused(tmp_path, real_slide) -> None:

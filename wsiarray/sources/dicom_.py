@@ -16,8 +16,10 @@ any other is refused when the slide is opened.
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ import numpy as np
 from wsiarray.errors import (
     CorruptTileError,
     DamagedFileError,
+    DamagedFileWarning,
     OptionError,
     ReaderUnavailableError,
     TruncatedFileError,
@@ -441,6 +444,9 @@ class DicomSource(SlideSource):
         magnification, derived = _vendor.magnification_or_derived(objective, mm_x)
         fill = 0 if self._photometric == "MONOCHROME2" else 255
         channels = self._channel_names()
+        damage = self._relabelled_levels()
+        for message in damage:
+            warnings.warn(message, DamagedFileWarning, stacklevel=3)
         return SlideMetadata(
             format="dicom",
             reader=self.name,
@@ -464,7 +470,43 @@ class DicomSource(SlideSource):
             planes=(PlaneAxis("z", tuple(z / 1000 for z in self._planes), "mm"),)
             if self._planes
             else (),
+            warnings=damage,
         )
+
+    def _relabelled_levels(self) -> tuple[str, ...]:
+        """Warn of a label, overview or thumbnail the size of a level the pyramid lacks.
+
+        wsidicom sorts instances by their ImageType: a level whose VOLUME became LABEL is a
+        label, and the pyramid is a level short, without a word (fuzz seed 424242:
+        dicom-bpaec/dicom_tag_value/424242.936, 7 of BPAEC's 8 levels). A warning, not an
+        error: a series may hold a thumbnail of any size.
+        """
+        widths = [level.size.width for level in self._levels]
+        steps = [upper / lower for upper, lower in itertools.pairwise(widths)]
+        if len(steps) < 2 or min(steps) < 1.5:
+            return ()
+        step, base = min(steps), self._levels[0].size
+        series = (
+            self._wsi.labels,
+            self._wsi.overviews,
+            self._wsi.pyramids[self._pyramid].thumbnails,
+        )
+        found = []
+        for group in (group for images in series if images for group in images.groups):
+            width, height = group.size.width, group.size.height
+            if abs(base.width * height - width * base.height) >= base.width + base.height:
+                continue  # not the scan's aspect: a label or overview of its own
+            for upper, lower in itertools.pairwise(widths):
+                if upper / lower > 1.5 * step and abs(upper / step - width) <= 1:
+                    kind = group.default_instance.image_type.value
+                    found.append(
+                        f"{self._label}: an instance of image type {kind}, {width} x {height} "
+                        f"pixels, is the size of the level the pyramid lacks between {upper} "
+                        f"and {lower} pixels wide (its other levels are {step:g}x apart): a "
+                        f"level may have been labelled {kind}, and the slide has "
+                        f"{len(widths)} levels. If one is missing, the file is damaged"
+                    )
+        return tuple(found)
 
     def _icc_profile(self) -> bytes | None:
         """The colour series' optical path's ICC profile (a greyscale series' channels are not

@@ -77,10 +77,10 @@ SUBIFD_TYPE_SIZES = {4: 4, 13: 4, 16: 8, 18: 8}
 #: Tags that size an image or its tiles: ImageWidth, ImageLength, TileWidth, TileLength.
 GEOMETRY_TAGS = (256, 257, 322, 323)
 #: Tags of one integer that say how to read the pixels: Compression, PhotometricInterpretation,
-#: SamplesPerPixel, PlanarConfiguration. tifffile reads one of another type or count as a
-#: float or tuple (and raised TypeError reading the page: "slice indices must be integers"),
-#: or as 0, an unknown compression.
-LAYOUT_TAGS = (259, 262, 277, 284)
+#: SamplesPerPixel, PlanarConfiguration, Predictor. tifffile reads one of another type or
+#: count as a float or tuple (and raised TypeError reading the page: "slice indices must be
+#: integers"), or as 0, an unknown compression.
+LAYOUT_TAGS = (259, 262, 277, 284, 317)
 #: PlanarConfiguration and its values (contiguous, separate): tifffile reads another as
 #: separate planes, with a warning; the level left the pyramid.
 PLANAR_TAG, PLANAR_VALUES = 284, (1, 2)
@@ -88,8 +88,10 @@ PLANAR_TAG, PLANAR_VALUES = 284, (1, 2)
 #: reads one of another type as what that type says: TileByteCounts made FLOAT (fuzz seed
 #: 2026: ome-os2/tag_type/2026.1399) or BYTE gave counts of 0 or of single bytes, tiles
 #: read as absent (background), silently; BitsPerSample of an unknown type (65535,
-#: svs-cmu1/tag_type/2026.485) silently wrong pixels.
-INTEGERS_TAGS = (258, 273, 279, 324, 325)
+#: svs-cmu1/tag_type/2026.485) silently wrong pixels. ExtraSamples and SampleFormat too: a
+#: SampleFormat made DOUBLE (fuzz seed 424242: ome-os2/tag_type/424242.331) was a number
+#: tifffile could not read, and wsiarray read the level as it was before.
+INTEGERS_TAGS = (258, 273, 279, 324, 325, 338, 339)
 #: The tags the chain walk reads in every directory.
 WALKED_TAGS = frozenset((*GEOMETRY_TAGS, *LAYOUT_TAGS, *INTEGERS_TAGS, SUBIFDS_TAG))
 #: SamplesPerPixel beyond which a directory is taken for damaged: channels of fluorescence
@@ -127,6 +129,11 @@ RGB_BANDS = {3: ("R", "G", "B"), 4: ("R", "G", "B", "A")}
 RESOLUTION_UNITS = {RESUNIT.INCH: "inch", RESUNIT.CENTIMETER: "cm"}
 #: Photometric interpretations whose samples are colour: R, G, B (stored as is, or as YCbCr).
 COLOUR = (PHOTOMETRIC.RGB, PHOTOMETRIC.YCBCR)
+#: Bits per sample of a level: tifffile unpacks other depths, and decodes what a damaged one
+#: says: an LZW level's 8 -> 3 (as in fuzz seed 424242: qptiff-vectra/tag_value/424242.1471)
+#: gave 3-bit pixels from 8-bit data, 124 levels off, silently. Bilevel images are associated
+#: images only.
+LEVEL_BITS = (8, 16, 32, 64)
 #: Photometric interpretations of one grey sample (and any ExtraSamples).
 GREY = (PHOTOMETRIC.MINISWHITE, PHOTOMETRIC.MINISBLACK)
 #: tifffile's axes that are planes of a slide (time points, focal planes), not channels.
@@ -490,6 +497,7 @@ class TifffileSource(SlideSource):
                     missing += 1
                     continue
                 where = f"{self.path}: level {index}"
+                _check_like_keyframe(page, level.keyframe, where)
                 end = max(end, _check_data(page, level.keyframe, where, size))
                 start = next((int(o) for o in page.dataoffsets if o), 0)
                 if start in starts:
@@ -835,6 +843,55 @@ def _check_geometry(page: tifffile.TiffPage, where: str) -> None:
             "these do not describe one image, so the file is damaged"
         )
         raise DamagedFileError(msg)
+    if page.bitspersample not in LEVEL_BITS:
+        msg = (
+            f"{where} declares BitsPerSample = {page.bitspersample}; a level's samples are "
+            f"{', '.join(map(str, LEVEL_BITS))} bits wide (a packed depth such as 12 bits is "
+            "not read), so the file is damaged or not a slide wsiarray reads"
+        )
+        raise DamagedFileError(msg)
+
+
+#: What the pages of one level (its channels, focal planes, time points) must share: tifffile
+#: decodes them all as their keyframe says.
+PAGE_LAYOUT = (
+    "imagewidth",
+    "imagelength",
+    "tilewidth",
+    "tilelength",
+    "bitspersample",
+    "sampleformat",
+    "samplesperpixel",
+    "compression",
+    "photometric",
+    "planarconfig",
+    "predictor",
+)
+
+
+def _check_like_keyframe(
+    page: tifffile.TiffPage | tifffile.TiffFrame, keyframe: tifffile.TiffPage, where: str
+) -> None:
+    """Refuse a page of a level laid out otherwise than the level's keyframe.
+
+    Raises
+    ------
+    DamagedFileError
+        The page's own directory declares another :data:`PAGE_LAYOUT` value: a QPTIFF's DAPI
+        page with BitsPerSample 8 -> 3 had FITC and Cy3 decoded as 3-bit samples too, wrong
+        pixels without an error (fuzz seed 424242: qptiff-vectra/tag_value/424242.1471).
+    """
+    if not isinstance(page, tifffile.TiffPage) or page is keyframe:
+        return  # a TiffFrame has no layout of its own
+    for name in PAGE_LAYOUT:
+        ours, theirs = getattr(page, name), getattr(keyframe, name)
+        if ours != theirs:
+            msg = (
+                f"{where}: page {page.index} declares {name} = {ours} where the level's first "
+                f"page {keyframe.index} declares {theirs}; the pages of a level share one "
+                "layout, so the file is damaged"
+            )
+            raise DamagedFileError(msg)
 
 
 def _check_data(
