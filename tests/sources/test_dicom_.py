@@ -479,17 +479,26 @@ def test_an_instance_whose_sop_class_is_garbled_is_refused_not_left_out(
         wa.open(folder)
 
 
-def test_a_level_relabelled_label_is_said_not_lost_quietly(tmp_path, real_slide) -> None:
-    # fuzz seed 424242 (dicom-bpaec/dicom_tag_value/424242.936): 9_0's ImageType VOLUME ->
-    # LABEL; wsidicom took it for a second label, and the series opened with 7 of its 8
-    # levels, the 192 x 144 one missing, without a word
-    folder = _tampered_bpaec(
-        tmp_path, real_slide, "9_0", ImageType=["ORIGINAL", "PRIMARY", "LABEL"]
-    )
-    with pytest.warns(wa.DamagedFileWarning, match=r"image type LABEL, 192 x 144 pixels, is the"):
+@pytest.mark.parametrize(
+    ("name", "kind", "size", "where"),
+    [
+        # fuzz seed 424242 (dicom-bpaec/dicom_tag_value/424242.936): 9_0 taken for a second
+        # label; the series opened with 7 of its 8 levels, the 192 x 144 one missing
+        ("9_0", "LABEL", "192 x 144", "between 384 and 96 pixels wide"),
+        # fuzz seed 8675309 (dicom-bpaec/dicom_tag_value/8675309.322): the last level
+        ("12_0", "OVERVIEW", "24 x 18", "below its 48 pixel wide last level"),
+    ],
+)
+def test_a_level_relabelled_is_said_not_lost_quietly(
+    tmp_path, real_slide, name: str, kind: str, size: str, where: str
+) -> None:
+    # wsidicom sorts instances by ImageType: a level whose VOLUME became LABEL or OVERVIEW
+    # is that image, and the pyramid a level short, without a word
+    folder = _tampered_bpaec(tmp_path, real_slide, name, ImageType=["DERIVED", "PRIMARY", kind])
+    with pytest.warns(wa.DamagedFileWarning, match=rf"image type {kind}, {size} pixels, is the"):
         slide = wa.open(folder)
     assert slide.level_count == 7
-    assert "between 384 and 96 pixels wide" in slide.tree.attrs["warnings"][0]
+    assert where in slide.tree.attrs["warnings"][0]
     with warnings.catch_warnings():
         warnings.simplefilter("error", wa.DamagedFileWarning)
         assert wa.open(real_slide(BPAEC)).level_count == 8  # no warning for the original

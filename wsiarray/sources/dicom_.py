@@ -476,16 +476,29 @@ class DicomSource(SlideSource):
     def _relabelled_levels(self) -> tuple[str, ...]:
         """Warn of a label, overview or thumbnail the size of a level the pyramid lacks.
 
-        wsidicom sorts instances by their ImageType: a level whose VOLUME became LABEL is a
-        label, and the pyramid is a level short, without a word (fuzz seed 424242:
-        dicom-bpaec/dicom_tag_value/424242.936, 7 of BPAEC's 8 levels). A warning, not an
-        error: a series may hold a thumbnail of any size.
+        wsidicom sorts instances by their ImageType: a level whose VOLUME became LABEL or
+        OVERVIEW is that image, and the pyramid is a level short, without a word (fuzz seeds
+        424242 and 8675309: BPAEC's 9_0 and 12_0, 7 of 8 levels). Such an image is the size
+        of a missing step: between two levels a step too far apart, or one step past either
+        end, stored in the levels' frame size (a real label or thumbnail is its own frame).
+        A warning, not an error: a series may hold a thumbnail of any size.
         """
         widths = [level.size.width for level in self._levels]
         steps = [upper / lower for upper, lower in itertools.pairwise(widths)]
         if len(steps) < 2 or min(steps) < 1.5:
             return ()
         step, base = min(steps), self._levels[0].size
+        tile = self._levels[0].tile_size
+        # the widths a missing level would have: inside a gap, or past either end
+        missing = [
+            (upper / step, f"between {upper} and {lower} pixels wide")
+            for upper, lower in itertools.pairwise(widths)
+            if upper / lower > 1.5 * step
+        ]
+        ends = [
+            (widths[0] * step, f"above its {widths[0]} pixel wide base"),
+            (widths[-1] / step, f"below its {widths[-1]} pixel wide last level"),
+        ]
         series = (
             self._wsi.labels,
             self._wsi.overviews,
@@ -496,15 +509,16 @@ class DicomSource(SlideSource):
             width, height = group.size.width, group.size.height
             if abs(base.width * height - width * base.height) >= base.width + base.height:
                 continue  # not the scan's aspect: a label or overview of its own
-            for upper, lower in itertools.pairwise(widths):
-                if upper / lower > 1.5 * step and abs(upper / step - width) <= 1:
+            framed = group.default_instance.image_data.tile_size == tile
+            for expected, where in missing + (ends if framed else []):
+                if abs(expected - width) <= 1:
                     kind = group.default_instance.image_type.value
                     found.append(
                         f"{self._label}: an instance of image type {kind}, {width} x {height} "
-                        f"pixels, is the size of the level the pyramid lacks between {upper} "
-                        f"and {lower} pixels wide (its other levels are {step:g}x apart): a "
-                        f"level may have been labelled {kind}, and the slide has "
-                        f"{len(widths)} levels. If one is missing, the file is damaged"
+                        f"pixels, is the size of a level the pyramid lacks, {where} (its "
+                        f"levels are {step:g}x apart): a level may have been labelled {kind}, "
+                        f"and the slide has {len(widths)} levels. If one is missing, the file "
+                        "is damaged"
                     )
         return tuple(found)
 
