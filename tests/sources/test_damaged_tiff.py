@@ -76,7 +76,7 @@ def test_samples_per_pixel_at_odds_with_bits_per_sample_is_refused_at_open(
     _set_entry(data, _entry(source, 0, "SamplesPerPixel"), 3, struct.pack("<H", 57401))
     path.write_bytes(bytes(data))
     with pytest.raises(
-        wa.UnsupportedFormatError, match=r"level 0 declares SamplesPerPixel = 57401"
+        wa.UnsupportedFormatError, match=r"image directory 0 declares SamplesPerPixel = 57401"
     ):
         wa.open(path, reader="tifffile")
 
@@ -943,3 +943,50 @@ def test_a_level_of_a_packed_bit_depth_is_refused(tmp_path: Path) -> None:
         assert tif.pages[0].bitspersample == 3  # tifffile reads it, unpacked
     with pytest.raises(wa.DamagedFileError, match=r"level 0 declares BitsPerSample = 3"):
         wa.open(path)
+
+
+# -- seed 27182818: layout tags at odds with each other ----------------------------------------
+
+
+def _set_count(data: bytearray, at: int, count: int) -> None:
+    data[at + 4 : at + 8] = struct.pack("<I", count)
+
+
+def _set_code(data: bytearray, at: int, code: int) -> None:
+    data[at : at + 2] = struct.pack("<H", code)
+
+
+@pytest.mark.parametrize(
+    ("slide", "page", "tag", "edit", "message"),
+    [
+        # svs-j2k-tcga/tag_value/27182818.73: tifffile raised IndexError building its series,
+        # and "auto" opened the slide with OpenSlide, which dropped the level
+        (TCGA, 2, "SamplesPerPixel", lambda d, at: _set_value(d, at, 0), r"SamplesPerPixel = 0;"),
+        # svs-j2k-tcga/ifd_flip/27182818.1477: ImageDepth of 9 values, the same way
+        (TCGA, 2, "ImageDepth", lambda d, at: _set_count(d, at, 9), r"ImageDepth as 9 value"),
+        # synthetic-svs-j2k/ifd_flip/27182818.250: TileWidth's code flipped; tifffile read the
+        # level as strips, and it became the slide's label
+        (TCGA, 2, "TileWidth", lambda d, at: _set_code(d, at, 66), r"TileLength without TileW"),
+        # svs-cmu1/tag_value/27182818.195: new-style JPEG tiles decoded as old-style JPEG,
+        # 48 levels off on average, silently
+        (CMU, 0, "Compression", lambda d, at: _set_value(d, at, 6), r"and compression OJPEG;"),
+        # svs-cmu1/tag_value/27182818.421: RGB JPEG read as a transparency mask
+        (CMU, 0, "PhotometricInterpretation", lambda d, at: _set_value(d, at, 4), r"MASK"),
+    ],
+)
+def test_layout_tags_at_odds_with_each_other_are_refused(
+    tmp_path: Path,
+    real_slide: Callable[[str], Path],
+    slide: str,
+    page: int,
+    tag: str,
+    edit: Callable[[bytearray, int], None],
+    message: str,
+) -> None:
+    source = real_slide(slide)
+    path, data = _copy(source, tmp_path)
+    edit(data, _entry(source, page, tag))
+    path.write_bytes(bytes(data))
+    with pytest.raises(wa.DamagedFileError, match=message) as e:
+        wa.open(path)
+    assert str(path) in str(e.value)

@@ -77,10 +77,12 @@ SUBIFD_TYPE_SIZES = {4: 4, 13: 4, 16: 8, 18: 8}
 #: Tags that size an image or its tiles: ImageWidth, ImageLength, TileWidth, TileLength.
 GEOMETRY_TAGS = (256, 257, 322, 323)
 #: Tags of one integer that say how to read the pixels: Compression, PhotometricInterpretation,
-#: SamplesPerPixel, PlanarConfiguration, Predictor. tifffile reads one of another type or
-#: count as a float or tuple (and raised TypeError reading the page: "slice indices must be
-#: integers"), or as 0, an unknown compression.
-LAYOUT_TAGS = (259, 262, 277, 284, 317)
+#: SamplesPerPixel, PlanarConfiguration, Predictor, ImageDepth, TileDepth. tifffile reads one
+#: of another type or count as a float or tuple (and raised TypeError reading the page:
+#: "slice indices must be integers"; an SVS level's ImageDepth of 9 values, fuzz seed
+#: 27182818, made tifffile fail and "auto" open the slide with OpenSlide, which dropped that
+#: level), or as 0, an unknown compression.
+LAYOUT_TAGS = (259, 262, 277, 284, 317, 32997, 32998)
 #: PlanarConfiguration and its values (contiguous, separate): tifffile reads another as
 #: separate planes, with a warning; the level left the pyramid.
 PLANAR_TAG, PLANAR_VALUES = 284, (1, 2)
@@ -134,6 +136,10 @@ COLOUR = (PHOTOMETRIC.RGB, PHOTOMETRIC.YCBCR)
 #: gave 3-bit pixels from 8-bit data, 124 levels off, silently. Bilevel images are associated
 #: images only.
 LEVEL_BITS = (8, 16, 32, 64)
+#: JPEGTables: the tables new-style JPEG (Compression 7) tiles share.
+JPEG_TABLES_TAG = 347
+#: Photometric interpretations of exactly one sample (and any ExtraSamples).
+ONE_SAMPLE = (PHOTOMETRIC.MASK, PHOTOMETRIC.PALETTE)
 #: Photometric interpretations of one grey sample (and any ExtraSamples).
 GREY = (PHOTOMETRIC.MINISWHITE, PHOTOMETRIC.MINISBLACK)
 #: tifffile's axes that are planes of a slide (time points, focal planes), not channels.
@@ -827,6 +833,12 @@ def _check_geometry(page: tifffile.TiffPage, where: str) -> None:
         not 1 <= samples <= MAX_SAMPLES
         or bits_count not in (1, samples)
         or (colour and samples < len(RGB_BANDS[3]))
+        # JPEGTables is new-style JPEG's: old-style JPEG over it decoded CMU-1's level 0 48
+        # levels off, silently (fuzz seed 27182818: svs-cmu1/tag_value, Compression 7 -> 6)
+        or (page.compression == COMPRESSION.OJPEG and JPEG_TABLES_TAG in page.tags)
+        # a mask or palette image is one sample (fuzz seed 27182818: svs-cmu1/tag_value,
+        # Photometric RGB -> MASK read RGB JPEG as other colours, silently)
+        or (page.photometric in ONE_SAMPLE and samples - len(page.extrasamples) != 1)
         # grey JPEG of 3 or more samples: libjpeg then guesses their colour space, YCbCr or
         # CMYK (fuzz seed 65537: svs-cmu1/tag_value/65537.464, Photometric RGB -> MINISWHITE
         # decoded CMU-1's RGB as YCbCr, 47 levels off on average, silently; OpenSlide read
@@ -839,8 +851,9 @@ def _check_geometry(page: tifffile.TiffPage, where: str) -> None:
     ):
         msg = (
             f"{where} declares SamplesPerPixel = {samples} with {bits_count} BitsPerSample "
-            f"value(s) and photometric {getattr(page.photometric, 'name', page.photometric)}; "
-            "these do not describe one image, so the file is damaged"
+            f"value(s), photometric {getattr(page.photometric, 'name', page.photometric)} and "
+            f"compression {getattr(page.compression, 'name', page.compression)}; these do not "
+            "describe one image, so the file is damaged"
         )
         raise DamagedFileError(msg)
     if page.bitspersample not in LEVEL_BITS:
@@ -1218,6 +1231,24 @@ def _check_layout_values(
             name = tifffile.TIFF.TAGS.get(tag, str(tag))
             msg = f"{where} declares {name} = 0; a tile cannot be 0 pixels, so the file is damaged"
             raise DamagedFileError(msg)
+    if (322 in tags) != (323 in tags):
+        # fuzz seed 27182818 (synthetic-svs-j2k/ifd_flip/27182818.250): TileWidth's code
+        # flipped; tifffile read the level as strips, and it became the slide's label
+        msg = (
+            f"{where} declares {'TileWidth' if 322 in tags else 'TileLength'} without "
+            f"{'TileLength' if 322 in tags else 'TileWidth'}; a tile has both, so the file "
+            "is damaged"
+        )
+        raise DamagedFileError(msg)
+    samples = _inline_value(tags, 277, order)
+    if samples is not None and not 1 <= samples <= MAX_SAMPLES:
+        # 0 made tifffile raise IndexError building its series, and "auto" opened the slide
+        # with OpenSlide, without that level (fuzz seed 27182818: svs-j2k-tcga/tag_value)
+        msg = (
+            f"{where} declares SamplesPerPixel = {samples}; a pixel has 1 to {MAX_SAMPLES} "
+            "samples, so the file is damaged"
+        )
+        raise DamagedFileError(msg)
     compression = _inline_value(tags, 259, order)
     if compression in BILEVEL_COMPRESSIONS:
         samples = _inline_value(tags, 277, order) or 1
