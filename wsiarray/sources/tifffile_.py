@@ -975,19 +975,24 @@ def _check_expansion(keyframe: tifffile.TiffPage, counts: np.ndarray, where: str
     samples = keyframe.samplesperpixel if contiguous else 1
     row_bytes = -(-width * samples * keyframe.bitspersample // 8)
     depth = max(keyframe.tiledepth, 1) if keyframe.is_tiled else 1
-    rows = np.full(len(counts), height * depth, dtype=np.int64)
-    if not keyframe.is_tiled:  # the last strip of each sample holds what rows are left
+    if keyframe.is_tiled:  # one size, compared as integers: 0.5 ms for 695,556 tiles, not 17
+        need: Any = height * depth * row_bytes
+        fewest: Any = max(0, -(-(need - EXPANSION_SLACK) // ratio))
+    else:  # the last strip of each sample holds what rows are left
+        rows = np.full(len(counts), height, dtype=np.int64)
         strips = math.ceil(keyframe.imagelength / height)
         rows[strips - 1 :: strips] = keyframe.imagelength - (strips - 1) * height
-    need = rows * row_bytes
-    short = (counts > 0) & (need > counts.astype(np.float64) * ratio + EXPANSION_SLACK)
+        need = rows * row_bytes
+        fewest = np.maximum(0, -(-(need - EXPANSION_SLACK) // ratio))
+    short = (counts > 0) & (counts < fewest)
     if short.any():
         index = int(np.argmax(short))
+        need = need if keyframe.is_tiled else need[index]
         kind = "tile" if keyframe.is_tiled else "strip"
         name = COMPRESSION(keyframe.compression).name
         msg = (
             f"{where}: its {kind} {index} holds {int(counts[index]):,} bytes of {name} data, "
-            f"which cannot decode to the {int(need[index]):,} bytes the image's size declares "
+            f"which cannot decode to the {int(need):,} bytes the image's size declares "
             f"(at most {ratio:,} per byte); the image's size or its byte counts are damaged"
         )
         raise DamagedFileError(msg)
