@@ -990,3 +990,18 @@ def test_layout_tags_at_odds_with_each_other_are_refused(
     with pytest.raises(wa.DamagedFileError, match=message) as e:
         wa.open(path)
     assert str(path) in str(e.value)
+
+
+def test_an_ome_xml_declaring_channels_the_pages_lack_is_damage_not_offered_to_openslide(
+    tmp_path: Path,
+) -> None:
+    # fuzz seed 31415926 (synthetic-ome/description_edit/31415926.858): SizeC 3 -> 99 over
+    # RGB pages made 33 planes (axes CYXS) of which the file holds 1. That layout was refused
+    # as unsupported first, and "auto" gave the file to OpenSlide, which opened its first
+    # page without the SubIFD levels: 1 of 3 levels, no error
+    source = _subifd_pyramid(tmp_path / "source.ome.tif")
+    (tmp_path / "copy").mkdir()
+    path = _edit_description(source, tmp_path / "copy", b'SizeC="3"', b'SizeC="9"')
+    with pytest.raises(wa.DamagedFileError, match=r"level 0 is declared as 3 pages \(C=3"):
+        wa.open(path)
+    assert wa.open(source).level_count == 3

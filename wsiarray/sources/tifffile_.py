@@ -207,10 +207,13 @@ class TifffileSource(SlideSource):
             self._series = self._with_structural_levels(self._slide_series(series))
             self._check_levels_fit()
             self._check_qptiff_channels()
-            self._check_axes()
-            self._check_codecs()
+            # damage before "unsupported": "auto" offers an unsupported file to OpenSlide,
+            # which opened an OME-XML's SizeC 3 -> 99 (33 planes of RGB over 1 page, axes
+            # CYXS) as its first page, without its SubIFD levels (fuzz seed 31415926)
             self._damage: tuple[str, ...] = ()
             self._check_complete()
+            self._check_axes()
+            self._check_codecs()
             fill = self._fillvalue()
             self._fill = fill
             # planes (Z, T) beyond the first are read on first use: a long time series has
