@@ -21,6 +21,7 @@ import wsiarray as wa
 CMU = "aperio/CMU-1-Small-Region.svs"
 TCGA = "aperio/tcga-cr-7395-01a-01-ts1.svs"
 NDPI = "hamamatsu/test3-DAPI-2-(387).ndpi"
+OS2 = "ome-tiff/OS-2-ndpi.ome.tif"
 
 
 def _copy(source: Path, tmp_path: Path) -> tuple[Path, bytearray]:
@@ -956,6 +957,10 @@ def _set_code(data: bytearray, at: int, code: int) -> None:
     data[at : at + 2] = struct.pack("<H", code)
 
 
+def _set_type(data: bytearray, at: int, dtype: int) -> None:
+    data[at + 2 : at + 4] = struct.pack("<H", dtype)
+
+
 @pytest.mark.parametrize(
     ("slide", "page", "tag", "edit", "message"),
     [
@@ -972,6 +977,12 @@ def _set_code(data: bytearray, at: int, code: int) -> None:
         (CMU, 0, "Compression", lambda d, at: _set_value(d, at, 6), r"and compression OJPEG;"),
         # svs-cmu1/tag_value/27182818.421: RGB JPEG read as a transparency mask
         (CMU, 0, "PhotometricInterpretation", lambda d, at: _set_value(d, at, 4), r"MASK"),
+        # fuzz seed 1618033 (synthetic-svs-lzw/tag_type/1618033.954): RowsPerStrip LONG ->
+        # UNDEFINED made tifffile raise TypeError reading the page; that level was left out
+        (TCGA, 1, "RowsPerStrip", lambda d, at: _set_type(d, at, 7), r"RowsPerStrip as 1 val"),
+        # fuzz seed 1618033 (ome-os2/ifd_flip/1618033.47): SampleFormat 1 -> 33 is no data
+        # type (tifffile's dtype None); the JPEG tiles were read as the OME-XML's uint8
+        (OS2, 0, "SampleFormat", lambda d, at: _set_value(d, at, 33, ">"), r"SampleFormat = 33"),
     ],
 )
 def test_layout_tags_at_odds_with_each_other_are_refused(

@@ -77,12 +77,14 @@ SUBIFD_TYPE_SIZES = {4: 4, 13: 4, 16: 8, 18: 8}
 #: Tags that size an image or its tiles: ImageWidth, ImageLength, TileWidth, TileLength.
 GEOMETRY_TAGS = (256, 257, 322, 323)
 #: Tags of one integer that say how to read the pixels: Compression, PhotometricInterpretation,
-#: SamplesPerPixel, PlanarConfiguration, Predictor, ImageDepth, TileDepth. tifffile reads one
-#: of another type or count as a float or tuple (and raised TypeError reading the page:
-#: "slice indices must be integers"; an SVS level's ImageDepth of 9 values, fuzz seed
-#: 27182818, made tifffile fail and "auto" open the slide with OpenSlide, which dropped that
-#: level), or as 0, an unknown compression.
-LAYOUT_TAGS = (259, 262, 277, 284, 317, 32997, 32998)
+#: SamplesPerPixel, RowsPerStrip, PlanarConfiguration, Predictor, ImageDepth, TileDepth.
+#: tifffile reads one of another type or count as a float or tuple (and raised TypeError
+#: reading the page: "slice indices must be integers"; an SVS level's ImageDepth of 9
+#: values, fuzz seed 27182818, made tifffile fail and "auto" open the slide with OpenSlide,
+#: which dropped that level), or as 0, an unknown compression; a RowsPerStrip made UNDEFINED
+#: made tifffile raise TypeError reading the page, and the level left the pyramid (fuzz
+#: seed 1618033: synthetic-svs-lzw/tag_type/1618033.954).
+LAYOUT_TAGS = (259, 262, 277, 278, 284, 317, 32997, 32998)
 #: PlanarConfiguration and its values (contiguous, separate): tifffile reads another as
 #: separate planes, with a warning; the level left the pyramid.
 PLANAR_TAG, PLANAR_VALUES = 284, (1, 2)
@@ -864,6 +866,14 @@ def _check_geometry(page: tifffile.TiffPage, where: str) -> None:
             f"{where} declares BitsPerSample = {page.bitspersample}; a level's samples are "
             f"{', '.join(map(str, LEVEL_BITS))} bits wide (a packed depth such as 12 bits is "
             "not read), so the file is damaged or not a slide wsiarray reads"
+        )
+        raise DamagedFileError(msg)
+    if page.dtype is None:
+        # fuzz seed 1618033 (ome-os2/ifd_flip/1618033.47): SampleFormat 1 -> 33 left tifffile
+        # without a data type; the JPEG tiles were read as the OME-XML's uint8, silently
+        msg = (
+            f"{where} declares SampleFormat = {page.tags.valueof(339)!r} over "
+            f"{page.bitspersample}-bit samples, which is no data type, so the file is damaged"
         )
         raise DamagedFileError(msg)
 
