@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import wsiarray as wa
 from wsiarray import geometry
-from wsiarray.resample import area_resample, input_span
+from wsiarray.resample import area_resample, input_span, lanczos_thumbnail
 
 
 @pytest.mark.parametrize(
@@ -171,3 +171,28 @@ def test_area_resample_preserves_the_mean() -> None:
         dtype=np.dtype("float64"),
     )
     assert out.mean() == pytest.approx(data.mean(), rel=1e-5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    height=st.integers(1, 3000),
+    width=st.integers(1, 3000),
+    max_size=st.integers(1, 600),
+    factor=st.integers(1, 4),
+    dtype=st.sampled_from([np.uint8, np.uint16, np.float32]),
+)
+def test_a_thumbnail_keeps_the_bound_and_the_aspect_whichever_way_it_was_read(
+    height: int, width: int, max_size: int, factor: int, dtype: type
+) -> None:
+    """The longer side is at most ``max_size``, the aspect is the image's, and a reduced copy
+    of the image (``shape`` given, as :meth:`Slide.thumbnail` reads a large level) gives the
+    same size as the image itself: one stride per axis gave (1023, 350) of (1023, 700) to 512
+    for 16-bit, and the chunked path's size was the reduced copy's (1 px off)."""
+    reduced = np.zeros((max(1, height // factor), max(1, width // factor), 3), dtype)
+    thumb = lanczos_thumbnail(reduced, max_size, shape=(height, width))
+    whole = lanczos_thumbnail(np.zeros((height, width, 3), dtype), max_size)
+    assert thumb.shape == whole.shape
+    assert max(thumb.shape[:2]) <= max(max_size, 1)
+    scale = min(1.0, max_size / max(height, width))
+    assert abs(thumb.shape[0] - height * scale) <= 0.5 + 1e-9 or thumb.shape[0] == 1
+    assert abs(thumb.shape[1] - width * scale) <= 0.5 + 1e-9 or thumb.shape[1] == 1

@@ -98,21 +98,55 @@ def area_resample(
     return out.astype(dtype)
 
 
-def lanczos_thumbnail(pixels: np.ndarray, max_size: int) -> np.ndarray:
-    """``(h, w, c)`` pixels reduced to a longer side of at most ``max_size``: Pillow's Lanczos
-    filter for 8-bit grey, RGB and RGBA, rows and columns taken at a stride otherwise.
+def lanczos_thumbnail(
+    pixels: np.ndarray, max_size: int, *, shape: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Reduce an image to a longer side of at most ``max_size`` pixels.
+
+    8-bit grey, RGB and RGBA are reduced with Pillow's Lanczos filter; other images (16-bit,
+    float, more channels) take the pixel nearest each output pixel's centre.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        ``(h, w, c)`` pixels.
+    max_size : int
+        The longer side of the result at most.
+    shape : tuple of int, optional
+        ``(height, width)`` of the image ``pixels`` stand for, when they are a reduced copy of
+        it (:meth:`Slide.thumbnail` area-averages a large level first): the result's size
+        follows it, so it is the same whichever way the pixels were read. ``pixels.shape``
+        by default.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(h', w', c)`` pixels, ``h'`` and ``w'`` those of ``shape`` scaled by one factor and
+        rounded (at least 1), in ``pixels``' dtype; ``(h', w')`` for one 8-bit channel.
 
     Examples
     --------
     >>> lanczos_thumbnail(np.zeros((300, 600, 3), np.uint8), 100).shape
     (50, 100, 3)
+    >>> lanczos_thumbnail(np.zeros((1023, 700, 5), np.uint16), 512).shape
+    (512, 350, 5)
     """
-    height, width = pixels.shape[:2]
+    height, width = shape or pixels.shape[:2]
     scale = min(1.0, max_size / max(height, width))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     if pixels.dtype != np.uint8 or pixels.shape[2] not in (1, 3, 4):
-        return pixels[:: max(1, height // size[1]), :: max(1, width // size[0])]
+        # one stride per axis (rows and columns taken at h // h' and w // w') broke the
+        # longer-side bound and the aspect: (1023, 700) to 512 gave (1023, 350)
+        rows = _nearest(pixels.shape[0], size[1])
+        cols = _nearest(pixels.shape[1], size[0])
+        return pixels[rows][:, cols]
     from PIL import Image
 
     image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
     return np.asarray(image.resize(size, Image.Resampling.LANCZOS))
+
+
+def _nearest(length: int, size: int) -> np.ndarray:
+    """The index of the input pixel nearest each of ``size`` output pixel centres."""
+    centres = (np.arange(size) + 0.5) * (length / size)
+    return np.minimum(centres.astype(np.intp), length - 1)

@@ -405,12 +405,15 @@ class Slide:
         reduced with Pillow's Lanczos filter. A level of more than
         :data:`~wsiarray.chunks.DIRECT_READ_PIXELS` (a slide without a pyramid) is first
         area-averaged to about twice ``max_size``, chunk by chunk with dask, so it is never
-        held in memory whole.
+        held in memory whole. Its size follows the level's shape either way.
 
         Raises
         ------
         OptionError
             ``max_size`` is not a positive whole number.
+        PixelBudgetError
+            The level is read whole (too small to be worth reducing first) and is over the
+            pixel budget.
         """
         level = self.thumbnail_level(max_size)
         height, width = self.level_shapes[level]
@@ -423,7 +426,7 @@ class Slide:
         else:
             geometry.check_pixels(height, width, f"level {level}, the thumbnail's read")
             pixels = np.asarray(self.image(level).values)
-        return lanczos_thumbnail(pixels, max_size)
+        return lanczos_thumbnail(pixels, max_size, shape=(height, width))
 
     def close(self) -> None:
         """Nothing to release: reading happens through a per-process cache of open files."""
