@@ -744,7 +744,7 @@ def test_a_width_its_lzw_strips_cannot_hold_is_refused_at_open(
     with pytest.raises(
         wa.DamagedFileError,
         match=r"the thumbnail image: its strip 0 holds 5,310 bytes of LZW data, which cannot "
-        r"decode to the 48,000,000 bytes the image's size declares \(at most 1,320 per byte\)",
+        r"decode to the 48,000,000 bytes the image's size declares \(at most 1,365 per byte\)",
     ) as e:
         wa.open(path)
     assert str(path) in str(e.value)
@@ -806,16 +806,46 @@ def _lzw_zeros(length: int, clear_at: int | None) -> bytes:
 def test_no_lzw_stream_the_decoder_takes_expands_past_the_bound() -> None:
     # the LZW bound is imagecodecs' decoder's: a run of one byte, each code the longest
     # string, with the table cleared when full (at 4,096 entries, as late as the decoder
-    # takes): 1,308.8 bytes per byte. Without clear codes the stream could go on at 3,838
-    # bytes per 12-bit code (2,558 per byte), and the decoder refuses it
+    # takes). Its ratio grows with the stream towards one clear cycle's, 1,362.4 bytes per
+    # byte (the bound was 1,320 from 30 MB, and refused a valid libtiff strip of 64 MB at
+    # 1,333). Without clear codes the stream could go on at 3,838 bytes per 12-bit code
+    # (2,558 per byte), and the decoder refuses it
     from wsiarray.sources.tifffile_ import MAX_EXPANSION
 
     data = bytes(20_000_000)
     stream = _lzw_zeros(len(data), clear_at=4096)
     assert imagecodecs.lzw_decode(stream) == data
     assert 1300 < len(data) / len(stream) <= MAX_EXPANSION[5]
+    # 1 GB is not decoded here: its stream is the same cycles as the 20 MB one's, more of them
+    longest = 1_000_000_000 / len(_lzw_zeros(1_000_000_000, clear_at=4096))
+    assert 1360 < longest <= MAX_EXPANSION[5]
+    cycle = 3838 * 3839 // 2  # bytes one clear cycle decodes to
+    per_cycle = len(_lzw_zeros(200 * cycle, 4096)) - len(_lzw_zeros(100 * cycle, 4096))
+    assert 100 * cycle / per_cycle <= MAX_EXPANSION[5]
     with pytest.raises(imagecodecs.LzwError, match="TABLE_TOO_SMALL"):
         imagecodecs.lzw_decode(_lzw_zeros(len(data), clear_at=None))
+
+
+def test_a_valid_libtiff_lzw_strip_of_one_grey_is_not_refused(tmp_path: Path) -> None:
+    # libtiff's own LZW (Pillow's libtiff writer) of 8,192 x 8,192 of one grey in one strip:
+    # 1,333 bytes per stored byte, a valid file the 1,320 bound refused as damaged
+    from PIL import Image, TiffImagePlugin
+
+    path = tmp_path / "grey.tif"
+    pillow_writer = TiffImagePlugin.WRITE_LIBTIFF
+    TiffImagePlugin.WRITE_LIBTIFF = True
+    try:
+        Image.new("L", (8192, 8192), 200).save(path, compression="tiff_lzw", tiffinfo={278: 8192})
+    finally:
+        TiffImagePlugin.WRITE_LIBTIFF = pillow_writer
+    with tifffile.TiffFile(path) as tif:
+        count = tif.pages[0].databytecounts
+        assert tif.pages[0].compression == 5
+        assert len(count) == 1
+        assert 8192 * 8192 / count[0] > 1320
+    slide = wa.open(path)
+    assert slide.level_shapes[0] == (8192, 8192)
+    assert (slide.read(8000, 8000, 192, 192) == 200).all()
 
 
 @pytest.mark.parametrize(
@@ -863,6 +893,27 @@ def test_an_ndpi_level_1_px_off_its_sampling_step_is_refused_not_dropped(
     assert wa.open(source).level_count == 4
 
 
+def test_an_ndpi_level_a_sampling_step_from_the_one_above_by_its_magnification_is_a_level(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # levels x40, x10, x5 (x20 unlinked from the chain): tifffile takes x10 (a step of 4) and
+    # leaves x5 out (a step of 2), but its Magnification and size make it a level, as
+    # OpenSlide reads it: a level, not damage
+    source = real_slide(NDPI)
+    path, data = _copy(source, tmp_path)
+    at, offsets = _next_pointer(source, 0)
+    data[at : at + 4] = struct.pack("<I", offsets[2])
+    path.write_bytes(bytes(data))
+    with tifffile.TiffFile(path) as tif:
+        assert [level.shape[:2] for level in tif.series[0].levels] == [(4864, 3968), (1216, 992)]
+    with tifffile.TiffFile(source) as tif:
+        x5 = tif.pages[3].asarray()
+    slide = wa.open(path)
+    assert slide.level_shapes == ((4864, 3968), (1216, 992), (608, 496))
+    assert slide.metadata.format == wa.open(source).metadata.format
+    assert np.array_equal(slide.read(0, 0, 496, 608, level=2), x5)
+
+
 def test_a_qptiff_channel_directory_linked_in_twice_is_refused(
     tmp_path: Path, real_slide: Callable[[str], Path]
 ) -> None:
@@ -878,6 +929,30 @@ def test_a_qptiff_channel_directory_linked_in_twice_is_refused(
     path.write_bytes(bytes(data))
     with pytest.raises(wa.DamagedFileError, match=r"level 0: its pages 0 and 1 are one image"):
         wa.open(path)
+
+
+def test_channel_pages_that_share_one_stored_strip_are_not_one_directory_twice(
+    tmp_path: Path, real_slide: Callable[[str], Path]
+) -> None:
+    # writers may store a blank tile once for several pages (tifftools, large_image): FITC's
+    # first strip pointed at DAPI's is two pages sharing data, not a directory linked twice
+    source = real_slide("qptiff/small_vectra.qptiff")
+    path, data = _copy(source, tmp_path)
+    with tifffile.TiffFile(source) as tif:
+        dapi, fitc = tif.pages[0], tif.pages[1]
+        offsets_at = fitc.tags["StripOffsets"].valueoffset
+        counts_at = fitc.tags["StripByteCounts"].valueoffset
+        first_offset, first_count = dapi.dataoffsets[0], dapi.databytecounts[0]
+        rows = dapi.rowsperstrip
+    data[offsets_at : offsets_at + 4] = struct.pack("<I", first_offset)
+    data[counts_at : counts_at + 4] = struct.pack("<I", first_count)
+    path.write_bytes(bytes(data))
+    slide = wa.open(path)
+    assert slide.metadata.channels == ("DAPI", "FITC", "Cy3")
+    pixels = slide.read(0, 0, 1920, 2 * rows)
+    original = wa.open(source).read(0, 0, 1920, 2 * rows)
+    assert np.array_equal(pixels[:rows, :, 1], original[:rows, :, 0])  # FITC's strip is DAPI's
+    assert np.array_equal(pixels[rows:], original[rows:])
 
 
 def test_a_grey_photometric_over_jpeg_colour_samples_is_refused(
@@ -929,12 +1004,15 @@ def test_a_page_of_a_level_laid_out_unlike_the_others_is_refused(
         wa.open(path)
 
 
-def test_a_level_of_a_packed_bit_depth_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compression", ["lzw", "zlib", "packbits", None])
+def test_a_level_whose_bits_per_sample_became_a_packed_depth_is_refused(
+    tmp_path: Path, compression: str | None
+) -> None:
     # the same damage on a level of one page: 8 -> 3 over LZW gave 3-bit pixels from 8-bit
     # data, 124 levels off on average, as tifffile reads them too
     image = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
     path = tmp_path / "lzw.tif"
-    tifffile.imwrite(path, image, tile=(256, 256), compression="lzw", photometric="rgb")
+    tifffile.imwrite(path, image, tile=(256, 256), compression=compression, photometric="rgb")
     data = bytearray(path.read_bytes())
     with tifffile.TiffFile(path) as tif:
         at = tif.pages[0].tags["BitsPerSample"].valueoffset
@@ -942,8 +1020,41 @@ def test_a_level_of_a_packed_bit_depth_is_refused(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with tifffile.TiffFile(path) as tif:
         assert tif.pages[0].bitspersample == 3  # tifffile reads it, unpacked
-    with pytest.raises(wa.DamagedFileError, match=r"level 0 declares BitsPerSample = 3"):
+    with pytest.raises(
+        wa.DamagedFileError, match=r"level 0: its tile 0 decodes to .* 3-bit samples"
+    ) as e:
         wa.open(path)
+    assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("compression", ["lzw", "deflate", "packbits", "none"])
+@pytest.mark.parametrize(("bits", "tile"), [(4, True), (4, False), (1, False)])
+def test_a_level_of_a_packed_depth_is_read_as_tifffile_reads_it(
+    tmp_path: Path, compression: str, bits: int, tile: bool
+) -> None:
+    # a packed depth is valid TIFF, which the check above must not refuse: 4-bit tiles and
+    # strips and 1-bit strips written by libvips, read equal to tifffile's reading
+    pyvips = pytest.importorskip("pyvips", reason="pyvips (a test dependency) writes them")
+    image = np.random.default_rng(bits).integers(0, 256, (700, 500), dtype=np.uint8)
+    path = tmp_path / f"packed{bits}.tif"
+    pyvips.Image.new_from_array(image).tiffsave(
+        str(path), compression=compression, bitdepth=bits, tile=tile, predictor="none"
+    )
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages[0].bitspersample == bits
+        assert tif.pages[0].is_tiled == tile
+        expected = tif.asarray()
+    slide = wa.open(path)
+    assert np.array_equal(slide.read(0, 0, 500, 700)[..., 0], expected)
+
+
+def test_a_level_of_12_bits_is_read_as_tifffile_reads_it(tmp_path: Path) -> None:
+    image = np.random.default_rng(12).integers(0, 4096, (700, 500), dtype=np.uint16)
+    path = tmp_path / "packed12.tif"
+    tifffile.imwrite(path, image, tile=(256, 256), photometric="minisblack", bitspersample=12)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages[0].bitspersample == 12
+    assert np.array_equal(wa.open(path).read(0, 0, 500, 700)[..., 0], image)
 
 
 # -- seed 27182818: layout tags at odds with each other ----------------------------------------
@@ -979,7 +1090,7 @@ def _set_type(data: bytearray, at: int, dtype: int) -> None:
         (CMU, 0, "PhotometricInterpretation", lambda d, at: _set_value(d, at, 4), r"MASK"),
         # fuzz seed 1618033 (synthetic-svs-lzw/tag_type/1618033.954): RowsPerStrip LONG ->
         # UNDEFINED made tifffile raise TypeError reading the page; that level was left out
-        (TCGA, 1, "RowsPerStrip", lambda d, at: _set_type(d, at, 7), r"RowsPerStrip as 1 val"),
+        (TCGA, 1, "RowsPerStrip", lambda d, at: _set_type(d, at, 7), r"RowsPerStrip of TIFF t"),
         # fuzz seed 1618033 (ome-os2/ifd_flip/1618033.47): SampleFormat 1 -> 33 is no data
         # type (tifffile's dtype None); the JPEG tiles were read as the OME-XML's uint8
         (OS2, 0, "SampleFormat", lambda d, at: _set_value(d, at, 33, ">"), r"SampleFormat = 33"),

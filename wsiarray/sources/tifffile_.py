@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, ClassVar, Literal, NamedTuple, override
 from urllib.parse import urlsplit
 
+import imagecodecs
 import numpy as np
 import tifffile
 from tifffile import COMPRESSION, PHOTOMETRIC, PLANARCONFIG, RESUNIT
@@ -77,14 +78,17 @@ SUBIFD_TYPE_SIZES = {4: 4, 13: 4, 16: 8, 18: 8}
 #: Tags that size an image or its tiles: ImageWidth, ImageLength, TileWidth, TileLength.
 GEOMETRY_TAGS = (256, 257, 322, 323)
 #: Tags of one integer that say how to read the pixels: Compression, PhotometricInterpretation,
-#: SamplesPerPixel, RowsPerStrip, PlanarConfiguration, Predictor, ImageDepth, TileDepth.
-#: tifffile reads one of another type or count as a float or tuple (and raised TypeError
-#: reading the page: "slice indices must be integers"; an SVS level's ImageDepth of 9
-#: values, fuzz seed 27182818, made tifffile fail and "auto" open the slide with OpenSlide,
-#: which dropped that level), or as 0, an unknown compression; a RowsPerStrip made UNDEFINED
-#: made tifffile raise TypeError reading the page, and the level left the pyramid (fuzz
-#: seed 1618033: synthetic-svs-lzw/tag_type/1618033.954).
-LAYOUT_TAGS = (259, 262, 277, 278, 284, 317, 32997, 32998)
+#: SamplesPerPixel, PlanarConfiguration, Predictor, ImageDepth, TileDepth. tifffile reads one
+#: of another type or count as a float or tuple (and raised TypeError reading the page:
+#: "slice indices must be integers"; an SVS level's ImageDepth of 9 values, fuzz seed
+#: 27182818, made tifffile fail and "auto" open the slide with OpenSlide, which dropped that
+#: level), or as 0, an unknown compression.
+LAYOUT_TAGS = (259, 262, 277, 284, 317, 32997, 32998)
+#: RowsPerStrip, an integer in a directory of strips (tifffile ignores it where there are
+#: tiles, and takes the whole image for a strip where it has several values): one made
+#: UNDEFINED made tifffile raise TypeError reading the page, and "auto" gave the slide to
+#: OpenSlide, without that level (fuzz seed 1618033: synthetic-svs-lzw/tag_type/1618033.954).
+ROWS_PER_STRIP_TAG = 278
 #: PlanarConfiguration and its values (contiguous, separate): tifffile reads another as
 #: separate planes, with a warning; the level left the pyramid.
 PLANAR_TAG, PLANAR_VALUES = 284, (1, 2)
@@ -97,7 +101,9 @@ PLANAR_TAG, PLANAR_VALUES = 284, (1, 2)
 #: tifffile could not read, and wsiarray read the level as it was before.
 INTEGERS_TAGS = (258, 273, 279, 324, 325, 338, 339)
 #: The tags the chain walk reads in every directory.
-WALKED_TAGS = frozenset((*GEOMETRY_TAGS, *LAYOUT_TAGS, *INTEGERS_TAGS, SUBIFDS_TAG))
+WALKED_TAGS = frozenset(
+    (*GEOMETRY_TAGS, *LAYOUT_TAGS, *INTEGERS_TAGS, ROWS_PER_STRIP_TAG, SUBIFDS_TAG)
+)
 #: SamplesPerPixel beyond which a directory is taken for damaged: channels of fluorescence
 #: slides are pages, not samples, and a tile of more samples would be mostly declaration.
 MAX_SAMPLES = 64
@@ -115,11 +121,22 @@ UNUSED_TAIL_BYTES = 4096
 #: GiB). Uncompressed: 1 (exact); PackBits: 128 bytes from 2; deflate: a 258-byte match in 2
 #: bits, 1,032; LZW: imagecodecs refuses a code table past 4,096 entries
 #: (IMCD_LZW_TABLE_TOO_SMALL), and a run of one byte, which adds the longest string at every
-#: code until then, measured 1,308.8 bytes per byte over 30 MB (tests/sources/
+#: code and clears the table when full, holds 7,367,041 bytes (runs of 1 to 3,838) in 5,407.25
+#: bytes of codes a clear cycle: 1,362.4 bytes per byte, which long strips approach (1,304 over
+#: 20 MB, 1,361 over 1 GB; a libtiff strip of 8,192 x 8,192 of one grey, 1,333; tests/sources/
 #: test_damaged_tiff.py). JPEG (EOB runs), JPEG 2000 and CCITT (one bit a row) have no bound
 #: worth checking.
-MAX_EXPANSION = {1: 1, 32773: 64, 8: 1040, 32946: 1040, 5: 1320}
+MAX_EXPANSION = {1: 1, 32773: 64, 8: 1040, 32946: 1040, 5: 1365}
 EXPANSION_SLACK = 64
+
+#: Decoders of the compressions a packed depth is checked under, by TIFF compression (none is
+#: checked by byte count).
+PACKED_DECODERS = {
+    32773: imagecodecs.packbits_decode,
+    8: imagecodecs.zlib_decode,
+    32946: imagecodecs.zlib_decode,
+    5: imagecodecs.lzw_decode,
+}
 
 #: Hamamatsu's Magnification tag: a level's objective power; -1 on the macro, -2 on the map.
 NDPI_MAGNIFICATION = 65421
@@ -133,11 +150,13 @@ RGB_BANDS = {3: ("R", "G", "B"), 4: ("R", "G", "B", "A")}
 RESOLUTION_UNITS = {RESUNIT.INCH: "inch", RESUNIT.CENTIMETER: "cm"}
 #: Photometric interpretations whose samples are colour: R, G, B (stored as is, or as YCbCr).
 COLOUR = (PHOTOMETRIC.RGB, PHOTOMETRIC.YCBCR)
-#: Bits per sample of a level: tifffile unpacks other depths, and decodes what a damaged one
-#: says: an LZW level's 8 -> 3 (as in fuzz seed 424242: qptiff-vectra/tag_value/424242.1471)
-#: gave 3-bit pixels from 8-bit data, 124 levels off, silently. Bilevel images are associated
-#: images only.
-LEVEL_BITS = (8, 16, 32, 64)
+#: Bits per sample that fill whole bytes. tifffile unpacks other depths (a 12-bit image is
+#: valid), and decodes what a damaged one says: an LZW level's 8 -> 3 (as in fuzz seed
+#: 424242: qptiff-vectra/tag_value/424242.1471) gave 3-bit pixels from 8-bit data, 124 levels
+#: off, silently; so a level of another depth has its first stored tile decoded at open
+#: (:meth:`TifffileSource._check_packed_depth`), under the compressions whose output length
+#: is the declared one.
+WHOLE_BYTE_BITS = (8, 16, 32, 64)
 #: JPEGTables: the tables new-style JPEG (Compression 7) tiles share.
 JPEG_TABLES_TAG = 347
 #: Photometric interpretations of exactly one sample (and any ExtraSamples).
@@ -312,14 +331,16 @@ class TifffileSource(SlideSource):
         if any(len(level.pages) != 1 for level in levels):
             return series  # levels of several pages (channels, planes): the format's own layout
         base = levels[0].keyframe
-        # pages of the other images (OME images, not a label or macro) and of the levels
+        # pages of the other images (OME images, not a label or macro) and of the levels; but
+        # an NDPI level by its Magnification and size is a level wherever tifffile put it (it
+        # takes levels one sampling step apart only: x40, x10, x5 left x5 a series of its own)
         taken = [
             page
             for other in self._tif.series
             if other is series or other.name.lower() not in ASSOCIATED_SERIES
             for level in other.levels
             for page in level.pages
-            if page is not None
+            if page is not None and (other is series or not _ndpi_level_of(page, base))
         ]
         # a page of the IFD chain has an int index, one in SubIFDs a tuple: taken pages of
         # the chain are not even read
@@ -502,7 +523,7 @@ class TifffileSource(SlideSource):
         for index, level in enumerate(self._series.levels):
             _check_geometry(level.keyframe, f"{self.path}: level {index}")
             missing = 0
-            starts: dict[int, Any] = {}
+            tables: dict[bytes, tifffile.TiffPage | tifffile.TiffFrame] = {}
             for page in level.pages:
                 if page is None:
                     missing += 1
@@ -510,18 +531,20 @@ class TifffileSource(SlideSource):
                 where = f"{self.path}: level {index}"
                 _check_like_keyframe(page, level.keyframe, where)
                 end = max(end, _check_data(page, level.keyframe, where, size))
-                start = next((int(o) for o in page.dataoffsets if o), 0)
-                if start in starts:
+                # the whole table: writers may store one blank tile once for several pages
+                table = tile_table(page)[0]
+                key = table.tobytes()
+                if key in tables and table.any():
                     # a directory linked into the chain twice (fuzz seed 65537: qptiff-vectra/
                     # duplicate_ifd/65537.994): channels DAPI, DAPI, FITC, Cy3, silently
                     msg = (
-                        f"{where}: its pages {starts[start].index} and {page.index} are one "
-                        "image (their data start at the same byte), so a directory is in the "
-                        "chain twice; the file is damaged"
+                        f"{where}: its pages {tables[key].index} and {page.index} are one "
+                        "image (they list the same tiles at the same bytes), so a directory is "
+                        "in the chain twice; the file is damaged"
                     )
                     raise DamagedFileError(msg)
-                if start:
-                    starts[start] = page
+                tables[key] = page
+            self._check_packed_depth(level.keyframe, f"{self.path}: level {index}")
             if missing:
                 # tifffile zeroes pages an OME-XML declares and the file lacks: a SizeZ of
                 # 10**6 over 1 page made 10**6 planes of zeros (fuzz A6: a hang building them)
@@ -537,6 +560,50 @@ class TifffileSource(SlideSource):
                 if page is not None:
                     end = max(end, _check_data(page, page, f"{self.path}: the {name} image", size))
         self._damage = self._check_tail(end)
+
+    def _check_packed_depth(self, keyframe: tifffile.TiffPage, where: str) -> None:
+        """Refuse a level of a packed depth (not :data:`WHOLE_BYTE_BITS`) whose first stored
+        tile (or strip) decodes to more or fewer bytes than that depth declares.
+
+        Only under no compression, PackBits, deflate and LZW, which decode to what was
+        written; others (12-bit JPEG, JPEG 2000) are read as tifffile reads them. The decode
+        stops one byte past the declared length, so a damaged tile costs no more memory.
+
+        Raises
+        ------
+        DamagedFileError
+            The tile's length is not the declared one: its BitsPerSample is damaged.
+        """
+        compression = int(keyframe.compression)
+        if keyframe.bitspersample in WHOLE_BYTE_BITS or compression not in MAX_EXPANSION:
+            return
+        offsets, counts = tile_table(keyframe)
+        stored = np.flatnonzero((offsets > 0) & (counts > 0))
+        if not len(stored):
+            return
+        index = int(stored[0])
+        need = int(_segment_bytes(keyframe, counts)[index])
+        count = int(counts[index])
+        if compression == COMPRESSION.NONE:
+            length, detail = count, ""
+        else:
+            fh = self._tif.filehandle
+            with fh.lock:
+                fh.seek(int(offsets[index]))
+                data = fh.read(count)
+            try:
+                length, detail = len(PACKED_DECODERS[compression](data, out=need + 1)), ""
+            except RuntimeError as exc:  # the codecs' errors (output too small among them)
+                length, detail = -1, f" ({type(exc).__name__}: {exc})"
+        if length != need:
+            kind = "tile" if keyframe.is_tiled else "strip"
+            decoded = "more or fewer" if length < 0 else f"{length:,}"
+            msg = (
+                f"{where}: its {kind} {index} decodes to {decoded} bytes{detail}, where "
+                f"{keyframe.bitspersample}-bit samples (BitsPerSample) make {need:,}; the "
+                "level's BitsPerSample or data is damaged"
+            )
+            raise DamagedFileError(msg)
 
     def _check_tail(self, end: int) -> tuple[str, ...]:
         """Warn of a file whose last bytes no directory, value or image of the chain uses.
@@ -861,13 +928,6 @@ def _check_geometry(page: tifffile.TiffPage, where: str) -> None:
             "describe one image, so the file is damaged"
         )
         raise DamagedFileError(msg)
-    if page.bitspersample not in LEVEL_BITS:
-        msg = (
-            f"{where} declares BitsPerSample = {page.bitspersample}; a level's samples are "
-            f"{', '.join(map(str, LEVEL_BITS))} bits wide (a packed depth such as 12 bits is "
-            "not read), so the file is damaged or not a slide wsiarray reads"
-        )
-        raise DamagedFileError(msg)
     if page.dtype is None:
         # fuzz seed 1618033 (ome-os2/ifd_flip/1618033.47): SampleFormat 1 -> 33 left tifffile
         # without a data type; the JPEG tiles were read as the OME-XML's uint8, silently
@@ -983,32 +1043,37 @@ def _check_expansion(keyframe: tifffile.TiffPage, counts: np.ndarray, where: str
     subsampled = keyframe.photometric == PHOTOMETRIC.YCBCR and keyframe.subsampling != (1, 1)
     if ratio is None or subsampled:
         return
-    contiguous = keyframe.samplesperpixel > 1 and keyframe.planarconfig == PLANARCONFIG.CONTIG
-    height, width = (keyframe.chunks[:-1] if contiguous else keyframe.chunks)[-2:]
-    samples = keyframe.samplesperpixel if contiguous else 1
-    row_bytes = -(-width * samples * keyframe.bitspersample // 8)
-    depth = max(keyframe.tiledepth, 1) if keyframe.is_tiled else 1
-    if keyframe.is_tiled:  # one size, compared as integers: 0.5 ms for 695,556 tiles, not 17
-        need: Any = height * depth * row_bytes
-        fewest: Any = max(0, -(-(need - EXPANSION_SLACK) // ratio))
-    else:  # the last strip of each sample holds what rows are left
-        rows = np.full(len(counts), height, dtype=np.int64)
-        strips = math.ceil(keyframe.imagelength / height)
-        rows[strips - 1 :: strips] = keyframe.imagelength - (strips - 1) * height
-        need = rows * row_bytes
-        fewest = np.maximum(0, -(-(need - EXPANSION_SLACK) // ratio))
+    need = _segment_bytes(keyframe, counts)
+    # compared as integers: 0.5 ms for 695,556 tiles, where floats took 17
+    fewest = np.maximum(0, -(-(need - EXPANSION_SLACK) // ratio))
     short = (counts > 0) & (counts < fewest)
     if short.any():
         index = int(np.argmax(short))
-        need = need if keyframe.is_tiled else need[index]
         kind = "tile" if keyframe.is_tiled else "strip"
         name = COMPRESSION(keyframe.compression).name
         msg = (
             f"{where}: its {kind} {index} holds {int(counts[index]):,} bytes of {name} data, "
-            f"which cannot decode to the {int(need):,} bytes the image's size declares "
+            f"which cannot decode to the {int(need[index]):,} bytes the image's size declares "
             f"(at most {ratio:,} per byte); the image's size or its byte counts are damaged"
         )
         raise DamagedFileError(msg)
+
+
+def _segment_bytes(keyframe: tifffile.TiffPage, counts: np.ndarray) -> np.ndarray:
+    """The bytes each tile (or strip) of ``counts``' table decodes to, as the level's sizes,
+    samples and BitsPerSample declare them (rows padded to whole bytes)."""
+    contiguous = keyframe.samplesperpixel > 1 and keyframe.planarconfig == PLANARCONFIG.CONTIG
+    height, width = (keyframe.chunks[:-1] if contiguous else keyframe.chunks)[-2:]
+    samples = keyframe.samplesperpixel if contiguous else 1
+    row_bytes = -(-width * samples * keyframe.bitspersample // 8)
+    if keyframe.is_tiled:
+        depth = max(keyframe.tiledepth, 1)
+        return np.full(len(counts), height * depth * row_bytes, dtype=np.int64)
+    # the last strip of each sample holds what rows are left
+    rows = np.full(len(counts), height, dtype=np.int64)
+    strips = math.ceil(keyframe.imagelength / height)
+    rows[strips - 1 :: strips] = keyframe.imagelength - (strips - 1) * height
+    return rows * row_bytes
 
 
 def _tile_count(page: tifffile.TiffPage) -> int | None:
@@ -1191,7 +1256,8 @@ def _check_size_types(
 ) -> None:
     """Refuse a directory whose size, tile size or pixel layout (:data:`LAYOUT_TAGS`) is not
     one integer (SHORT, LONG or LONG8), whose BitsPerSample or strip or tile table
-    (:data:`INTEGERS_TAGS`) is not integers, or whose PlanarConfiguration is not 1 or 2.
+    (:data:`INTEGERS_TAGS`, and RowsPerStrip over strips) is not integers, or whose
+    PlanarConfiguration is not 1 or 2.
 
     tifffile leaves such a page out of its series: a SubIFD level whose ImageLength became
     FLOAT was a quietly smaller pyramid, one in the chain a float shape in the arrays; an SVS
@@ -1210,7 +1276,8 @@ def _check_size_types(
                 "it must be one integer (SHORT, LONG or LONG8), so the file is damaged"
             )
             raise DamagedFileError(msg)
-    for tag in INTEGERS_TAGS:
+    strips = () if 322 in tags else (ROWS_PER_STRIP_TAG,)
+    for tag in (*INTEGERS_TAGS, *strips):
         if tag in tags and tags[tag][0] not in INTEGER_TYPE_SIZES:
             dtype = tags[tag][0]
             name = tifffile.TIFF.TAGS.get(tag, str(tag))
@@ -1238,8 +1305,9 @@ BILEVEL_COMPRESSIONS = (2, 3, 4)
 def _check_layout_values(
     tags: dict[int, tuple[int, int, bytes]], order: Literal["little", "big"], where: str
 ) -> None:
-    """Refuse a directory with a tile side of 0, or a bilevel compression over samples that
-    are not one bit.
+    """Refuse a directory with a tile side of 0 or one tile side without the other,
+    SamplesPerPixel outside 1 to :data:`MAX_SAMPLES`, or a bilevel compression over samples
+    that are not one bit.
 
     A TileWidth of 0 made tifffile take the level for a stripped image: it left the
     pyramid as an associated image (fuzz seed 7919: an SVS opened with 2 of its 3 levels).
@@ -1269,9 +1337,8 @@ def _check_layout_values(
         raise DamagedFileError(msg)
     compression = _inline_value(tags, 259, order)
     if compression in BILEVEL_COMPRESSIONS:
-        samples = _inline_value(tags, 277, order) or 1
         bits = tags[258][1] == 1 and _inline_value(tags, 258, order) == 1 if 258 in tags else True
-        if samples != 1 or not bits:
+        if (samples or 1) != 1 or not bits:
             msg = (
                 f"{where} declares Compression {compression} (CCITT, for 1-bit images) over "
                 "samples of more than one bit; the file is damaged"
@@ -1371,6 +1438,20 @@ def _ndpi_level(page: tifffile.TiffPage) -> bool:
     says -1, the map -2)."""
     magnification = page.tags.valueof(NDPI_MAGNIFICATION)
     return isinstance(magnification, int | float) and magnification > 0
+
+
+def _ndpi_level_of(page: tifffile.TiffPage, base: tifffile.TiffPage) -> bool:
+    """Whether an NDPI page is a level of ``base`` by its Magnification: its sides are
+    ``base``'s scaled by the ratio of their Magnifications, within a pixel."""
+    magnification = page.tags.valueof(NDPI_MAGNIFICATION)
+    base_magnification = base.tags.valueof(NDPI_MAGNIFICATION)
+    if not (_ndpi_level(page) and _ndpi_level(base)) or magnification >= base_magnification:
+        return False
+    scale = magnification / base_magnification
+    return (
+        abs(page.imagelength - base.imagelength * scale) < 1
+        and abs(page.imagewidth - base.imagewidth * scale) < 1
+    )
 
 
 def _describe(page: tifffile.TiffPage) -> str:
