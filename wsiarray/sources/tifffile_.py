@@ -530,11 +530,11 @@ class TifffileSource(SlideSource):
                     continue
                 where = f"{self.path}: level {index}"
                 _check_like_keyframe(page, level.keyframe, where)
-                end = max(end, _check_data(page, level.keyframe, where, size))
+                offsets, counts = tile_table(page)
+                end = max(end, _check_data(offsets, counts, level.keyframe, where, size))
                 # the whole table: writers may store one blank tile once for several pages
-                table = tile_table(page)[0]
-                key = table.tobytes()
-                if key in tables and table.any():
+                key = offsets.tobytes()
+                if key in tables and offsets.any():
                     # a directory linked into the chain twice (fuzz seed 65537: qptiff-vectra/
                     # duplicate_ifd/65537.994): channels DAPI, DAPI, FITC, Cy3, silently
                     msg = (
@@ -558,7 +558,8 @@ class TifffileSource(SlideSource):
         for name, series in self._associated_series().items():
             for page in series.pages:
                 if page is not None:
-                    end = max(end, _check_data(page, page, f"{self.path}: the {name} image", size))
+                    where = f"{self.path}: the {name} image"
+                    end = max(end, _check_data(*tile_table(page), page, where, size))
         self._damage = self._check_tail(end)
 
     def _check_packed_depth(self, keyframe: tifffile.TiffPage, where: str) -> None:
@@ -981,13 +982,11 @@ def _check_like_keyframe(
 
 
 def _check_data(
-    page: tifffile.TiffPage | tifffile.TiffFrame,
-    keyframe: tifffile.TiffPage,
-    where: str,
-    size: int,
+    offsets: np.ndarray, counts: np.ndarray, keyframe: tifffile.TiffPage, where: str, size: int
 ) -> int:
-    """Refuse a page whose tiles the declared tile grid does not match, or past the file's end;
-    return the byte where its data ends (0 for none).
+    """Refuse a page whose tiles (its :func:`tile_table`, ``offsets`` and ``counts``) the
+    declared tile grid does not match, or past the file's end; return the byte where its data
+    ends (0 for none).
 
     ``keyframe``: the page giving the grid (the level's; an associated image's own page:
     tifffile decodes its strips whole and only logs a strip count that does not match, so a
@@ -1001,7 +1000,6 @@ def _check_data(
     TruncatedFileError
         A tile's data ends past the end of the file.
     """
-    offsets, counts = tile_table(page)
     expected = _tile_count(keyframe)  # None for a 0 tile size: named with the level's grid
     if len(offsets) != len(counts) or (
         expected is not None and (len(offsets) != expected or len(counts) != expected)
