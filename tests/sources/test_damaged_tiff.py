@@ -764,7 +764,7 @@ def test_the_expansion_bounds_hold_what_the_codecs_make_of_a_run_of_one_byte(
     # a run of one value is what each codec compresses best: the bound refuses no tile a real
     # encoder writes (over 256 KiB: LZW
     # 299, deflate 946, PackBits 64 bytes per byte)
-    from wsiarray.sources.tifffile_ import EXPANSION_SLACK, MAX_EXPANSION
+    from wsiarray.sources._tiffpages import EXPANSION_SLACK, MAX_EXPANSION
 
     data = bytes(1 << 18)  # imagecodecs' PackBits takes 3 s over 1 MB, 41 s over 4 MB
     encoded = encode(data)
@@ -810,7 +810,7 @@ def test_no_lzw_stream_the_decoder_takes_expands_past_the_bound() -> None:
     # byte (the bound was 1,320 from 30 MB, and refused a valid libtiff strip of 64 MB at
     # 1,333). Without clear codes the stream could go on at 3,838 bytes per 12-bit code
     # (2,558 per byte), and the decoder refuses it
-    from wsiarray.sources.tifffile_ import MAX_EXPANSION
+    from wsiarray.sources._tiffpages import MAX_EXPANSION
 
     data = bytes(20_000_000)
     stream = _lzw_zeros(len(data), clear_at=4096)

@@ -8,27 +8,23 @@ tifffile reads as a pyramid series.
 from __future__ import annotations
 
 import itertools
-import math
-import struct
 import threading
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, ClassVar, Literal, NamedTuple, override
+from typing import Any, ClassVar, override
 from urllib.parse import urlsplit
 
-import imagecodecs
 import numpy as np
 import tifffile
-from tifffile import COMPRESSION, PHOTOMETRIC, PLANARCONFIG, RESUNIT
+from tifffile import COMPRESSION, RESUNIT
 
 from wsiarray.errors import (
     CorruptTileError,
     DamagedFileError,
     DamagedFileWarning,
     OptionError,
-    TruncatedFileError,
     UnsupportedFormatError,
 )
 from wsiarray.sources import _vendor
@@ -40,7 +36,16 @@ from wsiarray.sources._base import (
     SlideSource,
 )
 from wsiarray.sources._store import StorageOptions, is_remote, open_store
+from wsiarray.sources._tiffchain import MAX_DIRECTORIES, check_ifd_chain
 from wsiarray.sources._tifffile_internals import can_decode, tile_table
+from wsiarray.sources._tiffpages import (
+    COLOUR,
+    RGB_BANDS,
+    check_data,
+    check_geometry,
+    check_like_keyframe,
+    check_packed_depth,
+)
 from wsiarray.sources._tifftiles import LevelTiles
 
 __all__ = ["TifffileSource"]
@@ -63,106 +68,14 @@ FORMATS = (
 
 #: TIFF tags copied into the properties as ``tiff.<name>`` (OpenSlide's convention).
 TEXT_TAGS = ("ImageDescription", "Make", "Model", "Software", "DateTime", "Artist", "Copyright")
-
-#: ImageWidth and ImageLength, and the byte sizes of the TIFF types they may have
-#: (SHORT, LONG, LONG8).
-SIZE_TAGS = (256, 257)
-INTEGER_TYPE_SIZES = {3: 2, 4: 4, 16: 8}
-#: Byte sizes of the TIFF types (BYTE ... IFD8).
-TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4,
-              16: 8, 17: 8, 18: 8}  # fmt: skip
-#: SubIFDs, and the byte sizes of the TIFF types its offsets may have (LONG, IFD, LONG8, IFD8).
-SUBIFDS_TAG = 330
-SUBIFD_TYPE_SIZES = {4: 4, 13: 4, 16: 8, 18: 8}
-
-#: Tags that size an image or its tiles: ImageWidth, ImageLength, TileWidth, TileLength.
-GEOMETRY_TAGS = (256, 257, 322, 323)
-#: Tags of one integer that say how to read the pixels: Compression, PhotometricInterpretation,
-#: SamplesPerPixel, PlanarConfiguration, Predictor, ImageDepth, TileDepth. tifffile reads one
-#: of another type or count as a float or tuple (and raised TypeError reading the page:
-#: "slice indices must be integers"; an SVS level's ImageDepth of 9 values, fuzz seed
-#: 27182818, made tifffile fail and "auto" open the slide with OpenSlide, which dropped that
-#: level), or as 0, an unknown compression.
-LAYOUT_TAGS = (259, 262, 277, 284, 317, 32997, 32998)
-#: RowsPerStrip, an integer in a directory of strips (tifffile ignores it where there are
-#: tiles, and takes the whole image for a strip where it has several values): one made
-#: UNDEFINED made tifffile raise TypeError reading the page, and "auto" gave the slide to
-#: OpenSlide, without that level (fuzz seed 1618033: synthetic-svs-lzw/tag_type/1618033.954).
-ROWS_PER_STRIP_TAG = 278
-#: PlanarConfiguration and its values (contiguous, separate): tifffile reads another as
-#: separate planes, with a warning; the level left the pyramid.
-PLANAR_TAG, PLANAR_VALUES = 284, (1, 2)
-#: Tags of integers, one or more: BitsPerSample and the strip and tile tables. tifffile
-#: reads one of another type as what that type says: TileByteCounts made FLOAT (fuzz seed
-#: 2026: ome-os2/tag_type/2026.1399) or BYTE gave counts of 0 or of single bytes, tiles
-#: read as absent (background), silently; BitsPerSample of an unknown type (65535,
-#: svs-cmu1/tag_type/2026.485) silently wrong pixels. ExtraSamples and SampleFormat too: a
-#: SampleFormat made DOUBLE (fuzz seed 424242: ome-os2/tag_type/424242.331) was a number
-#: tifffile could not read, and wsiarray read the level as it was before.
-INTEGERS_TAGS = (258, 273, 279, 324, 325, 338, 339)
-#: The tags the chain walk reads in every directory.
-WALKED_TAGS = frozenset(
-    (*GEOMETRY_TAGS, *LAYOUT_TAGS, *INTEGERS_TAGS, ROWS_PER_STRIP_TAG, SUBIFDS_TAG)
-)
-#: SamplesPerPixel beyond which a directory is taken for damaged: channels of fluorescence
-#: slides are pages, not samples, and a tile of more samples would be mostly declaration.
-MAX_SAMPLES = 64
-
 #: Bytes after the last one a file's directories, values and images use beyond which its
 #: chain of directories is taken for cut short (good files: at most 96; see
 #: :meth:`TifffileSource._check_tail`).
 UNUSED_TAIL_BYTES = 4096
-
-#: The most bytes one stored byte decodes to, per TIFF compression whose format bounds it, and
-#: the bytes a tile may hold beyond that (headers, zlib's trailer, LZW's first clear code).
-#: A size damaged upward over strips keeps its strip count, so nothing else catches it before
-#: a whole-level read allocates it (fuzz seed 104729: qptiff-vectra/huge_size/104729.581, a
-#: width of 1,920 -> 10**6 over 90 LZW strips, 1,519 bytes per stored byte, allocated 1.34
-#: GiB). Uncompressed: 1 (exact); PackBits: 128 bytes from 2; deflate: a 258-byte match in 2
-#: bits, 1,032; LZW: imagecodecs refuses a code table past 4,096 entries
-#: (IMCD_LZW_TABLE_TOO_SMALL), and a run of one byte, which adds the longest string at every
-#: code and clears the table when full, holds 7,367,041 bytes (runs of 1 to 3,838) in 5,407.25
-#: bytes of codes a clear cycle: 1,362.4 bytes per byte, which long strips approach (1,304 over
-#: 20 MB, 1,361 over 1 GB; a libtiff strip of 8,192 x 8,192 of one grey, 1,333; tests/sources/
-#: test_damaged_tiff.py). JPEG (EOB runs), JPEG 2000 and CCITT (one bit a row) have no bound
-#: worth checking.
-MAX_EXPANSION = {1: 1, 32773: 64, 8: 1040, 32946: 1040, 5: 1365}
-EXPANSION_SLACK = 64
-
-#: Decoders of the compressions a packed depth is checked under, by TIFF compression (none is
-#: checked by byte count).
-PACKED_DECODERS = {
-    32773: imagecodecs.packbits_decode,
-    8: imagecodecs.zlib_decode,
-    32946: imagecodecs.zlib_decode,
-    5: imagecodecs.lzw_decode,
-}
-
 #: Hamamatsu's Magnification tag: a level's objective power; -1 on the macro, -2 on the map.
 NDPI_MAGNIFICATION = 65421
-
-#: Image directories beyond which a chain is taken for damaged (a long time series has
-#: thousands of pages; tifffile stops counting at 2**32).
-MAX_DIRECTORIES = 1_000_000
-
-RGB_BANDS = {3: ("R", "G", "B"), 4: ("R", "G", "B", "A")}
 #: TIFF ResolutionUnit values that name a length (1, no unit, is a placeholder: ignored).
 RESOLUTION_UNITS = {RESUNIT.INCH: "inch", RESUNIT.CENTIMETER: "cm"}
-#: Photometric interpretations whose samples are colour: R, G, B (stored as is, or as YCbCr).
-COLOUR = (PHOTOMETRIC.RGB, PHOTOMETRIC.YCBCR)
-#: Bits per sample that fill whole bytes. tifffile unpacks other depths (a 12-bit image is
-#: valid), and decodes what a damaged one says: an LZW level's 8 -> 3 (as in fuzz seed
-#: 424242: qptiff-vectra/tag_value/424242.1471) gave 3-bit pixels from 8-bit data, 124 levels
-#: off, silently; so a level of another depth has its first stored tile decoded at open
-#: (:meth:`TifffileSource._check_packed_depth`), under the compressions whose output length
-#: is the declared one.
-WHOLE_BYTE_BITS = (8, 16, 32, 64)
-#: JPEGTables: the tables new-style JPEG (Compression 7) tiles share.
-JPEG_TABLES_TAG = 347
-#: Photometric interpretations of exactly one sample (and any ExtraSamples).
-ONE_SAMPLE = (PHOTOMETRIC.MASK, PHOTOMETRIC.PALETTE)
-#: Photometric interpretations of one grey sample (and any ExtraSamples).
-GREY = (PHOTOMETRIC.MINISWHITE, PHOTOMETRIC.MINISBLACK)
 #: tifffile's axes that are planes of a slide (time points, focal planes), not channels.
 PLANE_AXES = "TZ"
 #: ExtraSamples of a grey image whose second sample is alpha (associated or unassociated).
@@ -211,7 +124,7 @@ class TifffileSource(SlideSource):
             # directories read through one file object: for a URL its blocks are cached, so
             # the chain walk and tifffile's parse share the few requests they cost
             handle = self._store.open()
-            self._chain = _check_ifd_chain(
+            self._chain = check_ifd_chain(
                 handle, self._store.size, self.location, ndpi=_is_ndpi_name(path)
             )
             handle.seek(0)
@@ -521,7 +434,7 @@ class TifffileSource(SlideSource):
         size = self._store.size
         end = self._chain.end
         for index, level in enumerate(self._series.levels):
-            _check_geometry(level.keyframe, f"{self.path}: level {index}")
+            check_geometry(level.keyframe, f"{self.path}: level {index}")
             missing = 0
             tables: dict[bytes, tifffile.TiffPage | tifffile.TiffFrame] = {}
             for page in level.pages:
@@ -529,9 +442,9 @@ class TifffileSource(SlideSource):
                     missing += 1
                     continue
                 where = f"{self.path}: level {index}"
-                _check_like_keyframe(page, level.keyframe, where)
+                check_like_keyframe(page, level.keyframe, where)
                 offsets, counts = tile_table(page)
-                end = max(end, _check_data(offsets, counts, level.keyframe, where, size))
+                end = max(end, check_data(offsets, counts, level.keyframe, where, size))
                 # the whole table: writers may store one blank tile once for several pages
                 key = offsets.tobytes()
                 if key in tables and offsets.any():
@@ -544,7 +457,7 @@ class TifffileSource(SlideSource):
                     )
                     raise DamagedFileError(msg)
                 tables[key] = page
-            self._check_packed_depth(level.keyframe, f"{self.path}: level {index}")
+            check_packed_depth(level.keyframe, self._tif.filehandle, f"{self.path}: level {index}")
             if missing:
                 # tifffile zeroes pages an OME-XML declares and the file lacks: a SizeZ of
                 # 10**6 over 1 page made 10**6 planes of zeros (fuzz A6: a hang building them)
@@ -559,52 +472,8 @@ class TifffileSource(SlideSource):
             for page in series.pages:
                 if page is not None:
                     where = f"{self.path}: the {name} image"
-                    end = max(end, _check_data(*tile_table(page), page, where, size))
+                    end = max(end, check_data(*tile_table(page), page, where, size))
         self._damage = self._check_tail(end)
-
-    def _check_packed_depth(self, keyframe: tifffile.TiffPage, where: str) -> None:
-        """Refuse a level of a packed depth (not :data:`WHOLE_BYTE_BITS`) whose first stored
-        tile (or strip) decodes to more or fewer bytes than that depth declares.
-
-        Only under no compression, PackBits, deflate and LZW, which decode to what was
-        written; others (12-bit JPEG, JPEG 2000) are read as tifffile reads them. The decode
-        stops one byte past the declared length, so a damaged tile costs no more memory.
-
-        Raises
-        ------
-        DamagedFileError
-            The tile's length is not the declared one: its BitsPerSample is damaged.
-        """
-        compression = int(keyframe.compression)
-        if keyframe.bitspersample in WHOLE_BYTE_BITS or compression not in MAX_EXPANSION:
-            return
-        offsets, counts = tile_table(keyframe)
-        stored = np.flatnonzero((offsets > 0) & (counts > 0))
-        if not len(stored):
-            return
-        index = int(stored[0])
-        need = int(_segment_bytes(keyframe, counts)[index])
-        count = int(counts[index])
-        if compression == COMPRESSION.NONE:
-            length, detail = count, ""
-        else:
-            fh = self._tif.filehandle
-            with fh.lock:
-                fh.seek(int(offsets[index]))
-                data = fh.read(count)
-            try:
-                length, detail = len(PACKED_DECODERS[compression](data, out=need + 1)), ""
-            except RuntimeError as exc:  # the codecs' errors (output too small among them)
-                length, detail = -1, f" ({type(exc).__name__}: {exc})"
-        if length != need:
-            kind = "tile" if keyframe.is_tiled else "strip"
-            decoded = "more or fewer" if length < 0 else f"{length:,}"
-            msg = (
-                f"{where}: its {kind} {index} decodes to {decoded} bytes{detail}, where "
-                f"{keyframe.bitspersample}-bit samples (BitsPerSample) make {need:,}; the "
-                "level's BitsPerSample or data is damaged"
-            )
-            raise DamagedFileError(msg)
 
     def _check_tail(self, end: int) -> tuple[str, ...]:
         """Warn of a file whose last bytes no directory, value or image of the chain uses.
@@ -862,535 +731,6 @@ class TifffileSource(SlideSource):
     @override
     def stamp(self) -> tuple[Any, ...] | None:
         return self._store.stamp() if is_remote(self.path) else None
-
-
-def _check_geometry(page: tifffile.TiffPage, where: str) -> None:
-    """Refuse a level whose sizes, tile sizes or samples are not those of an image.
-
-    Raises
-    ------
-    UnsupportedFormatError
-        A size or tile size that is not one positive integer (a tag whose type became FLOAT,
-        or whose count changed), or SamplesPerPixel at odds with BitsPerSample's count or the
-        photometric interpretation.
-    """
-    for tag in GEOMETRY_TAGS:
-        entry = page.tags.get(tag)
-        if entry is None:
-            continue
-        value = entry.value
-        if (
-            entry.dtype not in INTEGER_TYPE_SIZES
-            or entry.count != 1
-            or isinstance(value, bool)
-            or not isinstance(value, int | np.integer)
-            or value < 0
-            or (value == 0 and tag in SIZE_TAGS)  # a 0 tile size is named with its grid
-        ):
-            name = tifffile.TIFF.TAGS.get(tag, str(tag))
-            type_name = (
-                tifffile.DATATYPE(entry.dtype).name
-                if entry.dtype in set(tifffile.DATATYPE)
-                else str(entry.dtype)
-            )
-            msg = (
-                f"{where} declares {name} = {value!r} ({entry.count} value(s) of type "
-                f"{type_name}); a size must be one positive integer, so the file is damaged"
-            )
-            raise DamagedFileError(msg)
-    samples = page.samplesperpixel
-    bits = page.tags.get("BitsPerSample")
-    bits_count = bits.count if bits is not None else 1
-    colour = page.photometric in COLOUR
-    if (
-        not 1 <= samples <= MAX_SAMPLES
-        or bits_count not in (1, samples)
-        or (colour and samples < len(RGB_BANDS[3]))
-        # JPEGTables is new-style JPEG's: old-style JPEG over it decoded CMU-1's level 0 48
-        # levels off, silently (fuzz seed 27182818: svs-cmu1/tag_value, Compression 7 -> 6)
-        or (page.compression == COMPRESSION.OJPEG and JPEG_TABLES_TAG in page.tags)
-        # a mask or palette image is one sample (fuzz seed 27182818: svs-cmu1/tag_value,
-        # Photometric RGB -> MASK read RGB JPEG as other colours, silently)
-        or (page.photometric in ONE_SAMPLE and samples - len(page.extrasamples) != 1)
-        # grey JPEG of 3 or more samples: libjpeg then guesses their colour space, YCbCr or
-        # CMYK (fuzz seed 65537: svs-cmu1/tag_value/65537.464, Photometric RGB -> MINISWHITE
-        # decoded CMU-1's RGB as YCbCr, 47 levels off on average, silently; OpenSlide read
-        # grey). Two samples are not converted (large_image's small_la.tiff: grey and alpha)
-        or (
-            page.photometric in GREY
-            and page.compression == COMPRESSION.JPEG
-            and samples - len(page.extrasamples) >= len(RGB_BANDS[3])
-        )
-    ):
-        msg = (
-            f"{where} declares SamplesPerPixel = {samples} with {bits_count} BitsPerSample "
-            f"value(s), photometric {getattr(page.photometric, 'name', page.photometric)} and "
-            f"compression {getattr(page.compression, 'name', page.compression)}; these do not "
-            "describe one image, so the file is damaged"
-        )
-        raise DamagedFileError(msg)
-    if page.dtype is None:
-        # fuzz seed 1618033 (ome-os2/ifd_flip/1618033.47): SampleFormat 1 -> 33 left tifffile
-        # without a data type; the JPEG tiles were read as the OME-XML's uint8, silently
-        msg = (
-            f"{where} declares SampleFormat = {page.tags.valueof(339)!r} over "
-            f"{page.bitspersample}-bit samples, which is no data type, so the file is damaged"
-        )
-        raise DamagedFileError(msg)
-
-
-#: What the pages of one level (its channels, focal planes, time points) must share: tifffile
-#: decodes them all as their keyframe says.
-PAGE_LAYOUT = (
-    "imagewidth",
-    "imagelength",
-    "tilewidth",
-    "tilelength",
-    "bitspersample",
-    "sampleformat",
-    "samplesperpixel",
-    "compression",
-    "photometric",
-    "planarconfig",
-    "predictor",
-)
-
-
-def _check_like_keyframe(
-    page: tifffile.TiffPage | tifffile.TiffFrame, keyframe: tifffile.TiffPage, where: str
-) -> None:
-    """Refuse a page of a level laid out otherwise than the level's keyframe.
-
-    Raises
-    ------
-    DamagedFileError
-        The page's own directory declares another :data:`PAGE_LAYOUT` value: a QPTIFF's DAPI
-        page with BitsPerSample 8 -> 3 had FITC and Cy3 decoded as 3-bit samples too, wrong
-        pixels without an error (fuzz seed 424242: qptiff-vectra/tag_value/424242.1471).
-    """
-    if not isinstance(page, tifffile.TiffPage) or page is keyframe:
-        return  # a TiffFrame has no layout of its own
-    for name in PAGE_LAYOUT:
-        ours, theirs = getattr(page, name), getattr(keyframe, name)
-        if ours != theirs:
-            msg = (
-                f"{where}: page {page.index} declares {name} = {ours} where the level's first "
-                f"page {keyframe.index} declares {theirs}; the pages of a level share one "
-                "layout, so the file is damaged"
-            )
-            raise DamagedFileError(msg)
-
-
-def _check_data(
-    offsets: np.ndarray, counts: np.ndarray, keyframe: tifffile.TiffPage, where: str, size: int
-) -> int:
-    """Refuse a page whose tiles (its :func:`tile_table`, ``offsets`` and ``counts``) the
-    declared tile grid does not match, or past the file's end; return the byte where its data
-    ends (0 for none).
-
-    ``keyframe``: the page giving the grid (the level's; an associated image's own page:
-    tifffile decodes its strips whole and only logs a strip count that does not match, so a
-    thumbnail's ImageLength 1440 -> 10**6 over 90 strips allocated 1.8 GiB).
-
-    Raises
-    ------
-    UnsupportedFormatError
-        TileOffsets and TileByteCounts (or the strips') do not list one entry per tile of the
-        grid the image and tile sizes make.
-    TruncatedFileError
-        A tile's data ends past the end of the file.
-    """
-    expected = _tile_count(keyframe)  # None for a 0 tile size: named with the level's grid
-    if len(offsets) != len(counts) or (
-        expected is not None and (len(offsets) != expected or len(counts) != expected)
-    ):
-        kind = "tiles" if keyframe.is_tiled else "strips"
-        number = "an unknown number of" if expected is None else f"{expected:,}"
-        msg = (
-            f"{where} is a {keyframe.imagewidth} x {keyframe.imagelength} image of "
-            f"{number} {kind}, but its directory lists {len(offsets):,} offsets and "
-            f"{len(counts):,} byte counts; the file is damaged"
-        )
-        raise DamagedFileError(msg)
-    if not len(offsets):
-        return 0
-    if expected is not None:
-        _check_expansion(keyframe, counts, where)
-    # offset 0 is not data (a tile the file does not store, or damage named at its read)
-    ends = np.where(offsets > 0, offsets + counts, 0)
-    end = int(ends.max())
-    if end > size:
-        msg = (
-            f"{where}: the file is truncated: it has {size:,} bytes but the image data reaches "
-            f"byte {end:,}. Copy the file again completely."
-        )
-        raise TruncatedFileError(msg)
-    return end
-
-
-def _check_expansion(keyframe: tifffile.TiffPage, counts: np.ndarray, where: str) -> None:
-    """Refuse tiles (or strips) whose declared pixels their stored bytes cannot hold under
-    the level's compression (:data:`MAX_EXPANSION`); tiles not stored (count 0) are absent.
-
-    Raises
-    ------
-    DamagedFileError
-        A stored tile's byte count is too small for the size the directory declares.
-    """
-    ratio = MAX_EXPANSION.get(int(keyframe.compression))
-    subsampled = keyframe.photometric == PHOTOMETRIC.YCBCR and keyframe.subsampling != (1, 1)
-    if ratio is None or subsampled:
-        return
-    need = _segment_bytes(keyframe, counts)
-    # compared as integers: 0.5 ms for 695,556 tiles, where floats took 17
-    fewest = np.maximum(0, -(-(need - EXPANSION_SLACK) // ratio))
-    short = (counts > 0) & (counts < fewest)
-    if short.any():
-        index = int(np.argmax(short))
-        kind = "tile" if keyframe.is_tiled else "strip"
-        name = COMPRESSION(keyframe.compression).name
-        msg = (
-            f"{where}: its {kind} {index} holds {int(counts[index]):,} bytes of {name} data, "
-            f"which cannot decode to the {int(need[index]):,} bytes the image's size declares "
-            f"(at most {ratio:,} per byte); the image's size or its byte counts are damaged"
-        )
-        raise DamagedFileError(msg)
-
-
-def _segment_bytes(keyframe: tifffile.TiffPage, counts: np.ndarray) -> np.ndarray:
-    """The bytes each tile (or strip) of ``counts``' table decodes to, as the level's sizes,
-    samples and BitsPerSample declare them (rows padded to whole bytes)."""
-    contiguous = keyframe.samplesperpixel > 1 and keyframe.planarconfig == PLANARCONFIG.CONTIG
-    height, width = (keyframe.chunks[:-1] if contiguous else keyframe.chunks)[-2:]
-    samples = keyframe.samplesperpixel if contiguous else 1
-    row_bytes = -(-width * samples * keyframe.bitspersample // 8)
-    if keyframe.is_tiled:
-        depth = max(keyframe.tiledepth, 1)
-        return np.full(len(counts), height * depth * row_bytes, dtype=np.int64)
-    # the last strip of each sample holds what rows are left
-    rows = np.full(len(counts), height, dtype=np.int64)
-    strips = math.ceil(keyframe.imagelength / height)
-    rows[strips - 1 :: strips] = keyframe.imagelength - (strips - 1) * height
-    return rows * row_bytes
-
-
-def _tile_count(page: tifffile.TiffPage) -> int | None:
-    """Tiles (or strips) a page's sizes declare: its grid, times the samples if stored apart
-    (``None`` for a 0 tile size, which the level's tile grid names)."""
-    contiguous = page.samplesperpixel > 1 and page.planarconfig == PLANARCONFIG.CONTIG
-    dims = page.chunks[:-1] if contiguous else page.chunks
-    height, width = dims[-2], dims[-1]
-    if height <= 0 or width <= 0:
-        return None
-    grid = math.ceil(page.imagelength / height) * math.ceil(page.imagewidth / width)
-    separate = page.planarconfig == PLANARCONFIG.SEPARATE and page.samplesperpixel > 1
-    depth = math.ceil(page.imagedepth / max(page.tiledepth, 1)) if page.is_tiled else 1
-    return grid * depth * (page.samplesperpixel if separate else 1)
-
-
-class _Chain(NamedTuple):
-    """What the walk of the chain of directories found."""
-
-    #: The byte where the last of the directories (SubIFDs too) and of their values stored
-    #: apart ends.
-    end: int
-    #: Each SubIFD's offset → the index of the directory in the chain that lists it.
-    subifd_owners: dict[int, int]
-
-
-def _check_ifd_chain(fh: BinaryIO, size: int, path: str, *, ndpi: bool = False) -> _Chain:
-    """Walk the chain of image directories, refusing a cut-off file, a loop and a 0-pixel image.
-
-    Bounded: each directory is visited once, at most :data:`MAX_DIRECTORIES` of them, each
-    within the file. ``ndpi``: the file is read as NDPI (tifffile does so by its name), whose
-    next-directory offsets are 64-bit.
-
-    tifffile drops directories past the end of a cut-off file with only a log message,
-    which would silently hide levels or associated images. A directory whose ImageWidth or
-    ImageLength is 0 (libtiff refuses it) made tifffile divide by zero while grouping pages
-    into series, or drop the page: a file whose level 0 said 0 opened as its level 1.
-
-    Raises
-    ------
-    TruncatedFileError
-        A directory lies past the end of the file.
-    UnsupportedFormatError
-        A directory declares a 0-pixel wide or high image, or the chain loops.
-    """
-    fh.seek(0)
-    header = fh.read(16)
-    order: Literal["little", "big"] = "little" if header[:2] == b"II" else "big"
-    big = int.from_bytes(header[2:4], order) == 43
-    count_size, entry_size, offset_size = (8, 20, 8) if big else (2, 12, 4)
-    offset = int.from_bytes(header[8:16] if big else header[4:8], order)
-    if ndpi and not big and order == "little":
-        offset_size = 8  # NDPI: the next directory's offset, then its high 32 bits
-    seen: dict[int, int] = {}
-    previous = 0
-    last = len(header)
-    owners: dict[int, int] = {}
-    while offset:
-        if offset in seen:
-            # tifffile finds no loop in an NDPI (it read pages forever) and drops the
-            # directories after a loop elsewhere: a quietly smaller pyramid
-            msg = (
-                f"{path}: image directory {len(seen) - 1} (at byte {previous:,}) points back "
-                f"to directory {seen[offset]} (at byte {offset:,}) as the next one: the chain "
-                "of directories loops, so the file is damaged"
-            )
-            raise DamagedFileError(msg)
-        if len(seen) >= MAX_DIRECTORIES:
-            msg = (
-                f"{path}: the file's chain of image directories goes on past "
-                f"{MAX_DIRECTORIES:,} directories; the file is damaged"
-            )
-            raise DamagedFileError(msg)
-        seen[offset] = len(seen)
-        previous = offset
-        fh.seek(offset)
-        count_bytes = fh.read(count_size)
-        count = int.from_bytes(count_bytes, order)
-        end = offset + count_size + count * entry_size + offset_size
-        if len(count_bytes) < count_size or end > size:
-            msg = (
-                f"{path} is truncated: it has {size:,} bytes but an image directory is at "
-                f"byte {offset:,}. Copy the file again completely."
-            )
-            raise TruncatedFileError(msg)
-        entries = fh.read(count * entry_size + offset_size)
-        tags = _directory_tags(entries, count, entry_size, order)
-        # a size whose count changed is named as such, not as values past the end
-        _check_size_types(tags, order, f"{path}: image directory {len(seen) - 1}")
-        _check_layout_values(tags, order, f"{path}: image directory {len(seen) - 1}")
-        values_end, tag = _values_end(entries, count, entry_size, order)
-        if values_end > size:
-            name = tifffile.TIFF.TAGS.get(tag, str(tag))
-            msg = (
-                f"{path} is truncated or damaged: it has {size:,} bytes but the {name} values "
-                f"of image directory {len(seen) - 1} end at byte {values_end:,}. Copy the file "
-                "again completely."
-            )
-            raise TruncatedFileError(msg)
-        last = max(last, end, values_end)
-        width, length = (_inline_value(tags, tag, order) for tag in SIZE_TAGS)
-        if not width or not length:
-            # a missing size is 0 to tifffile: its SVS series divided by it (fuzz seed 18)
-            missing = "; None: the tag is missing" if None in (width, length) else ""
-            msg = (
-                f"{path}: image directory {len(seen) - 1} declares a {width} x {length} image "
-                f"(ImageWidth x ImageLength){missing}; an image cannot be 0 pixels wide or "
-                "high, so the file is damaged"
-            )
-            raise DamagedFileError(msg)
-        where = f"{path}: image directory {len(seen) - 1}"
-        for what, at in _subifd_offsets(fh, tags, order, size, where):
-            if at + count_size > size:
-                # tifffile leaves out SubIFDs past the end with a log message: a SubIFD
-                # pyramid cut short opened with 1 of its 3 levels
-                msg = (
-                    f"{path} is truncated: it has {size:,} bytes but image directory "
-                    f"{len(seen) - 1} lists {what} at byte {at:,}. Copy the file again "
-                    "completely."
-                )
-                raise TruncatedFileError(msg)
-            if what == "a SubIFD":
-                owners[at] = len(seen) - 1
-                fh.seek(at)
-                sub_count = int.from_bytes(fh.read(count_size), order)
-                if at + count_size + sub_count * entry_size > size:
-                    msg = (
-                        f"{path} is truncated: it has {size:,} bytes but the SubIFD at byte "
-                        f"{at:,} of image directory {len(seen) - 1} ends past it. Copy the file "
-                        "again completely."
-                    )
-                    raise TruncatedFileError(msg)
-                sub_entries = fh.read(sub_count * entry_size)
-                sub_tags = _directory_tags(sub_entries, sub_count, entry_size, order)
-                sub_where = f"{path}: the SubIFD at byte {at:,} of image directory {len(seen) - 1}"
-                _check_size_types(sub_tags, order, sub_where)
-                _check_layout_values(sub_tags, order, sub_where)
-                sub_end = at + count_size + sub_count * entry_size + offset_size
-                last = max(last, sub_end, _values_end(sub_entries, sub_count, entry_size, order)[0])
-        offset = int.from_bytes(entries[-offset_size:], order)
-    return _Chain(last, owners)
-
-
-def _directory_tags(
-    entries: bytes, count: int, entry_size: int, order: Literal["little", "big"]
-) -> dict[int, tuple[int, int, bytes]]:
-    """The entries the chain walk looks at (sizes, tile sizes, SubIFDs): tag → (type, count,
-    value or offset field as stored). One C-level unpack of the directory: the walk runs at
-    every open."""
-    layout = ("<" if order == "little" else ">") + ("HHI4s" if entry_size == 12 else "HHQ8s")
-    return {
-        tag: (dtype, number, field)
-        for tag, dtype, number, field in struct.iter_unpack(layout, entries[: count * entry_size])
-        if tag in WALKED_TAGS
-    }
-
-
-def _values_end(
-    entries: bytes, count: int, entry_size: int, order: Literal["little", "big"]
-) -> tuple[int, int]:
-    """The byte where a directory's values stored apart from it end (0 if none), and the tag.
-
-    tifffile drops a tag whose value lies past the end of the file with a log message: a
-    file cut just after a level's directory lost that level's TileOffsets, and the level.
-    """
-    layout = ("<" if order == "little" else ">") + ("HHI4s" if entry_size == 12 else "HHQ8s")
-    inline = entry_size // 2 - 2
-    end, last = 0, 0
-    for tag, dtype, number, field in struct.iter_unpack(layout, entries[: count * entry_size]):
-        nbytes = number * TYPE_SIZES.get(dtype, 0)
-        if nbytes > inline:
-            stop = int.from_bytes(field, order) + nbytes
-            if stop > end:
-                end, last = stop, tag
-    return end, last
-
-
-def _check_size_types(
-    tags: dict[int, tuple[int, int, bytes]], order: Literal["little", "big"], where: str
-) -> None:
-    """Refuse a directory whose size, tile size or pixel layout (:data:`LAYOUT_TAGS`) is not
-    one integer (SHORT, LONG or LONG8), whose BitsPerSample or strip or tile table
-    (:data:`INTEGERS_TAGS`, and RowsPerStrip over strips) is not integers, or whose
-    PlanarConfiguration is not 1 or 2.
-
-    tifffile leaves such a page out of its series: a SubIFD level whose ImageLength became
-    FLOAT was a quietly smaller pyramid, one in the chain a float shape in the arrays; an SVS
-    level whose Compression became DOUBLE was "no installed codec", and "auto" opened the
-    file with OpenSlide, without that level.
-    """
-    for tag in (*GEOMETRY_TAGS, *LAYOUT_TAGS):
-        if tag not in tags:
-            continue
-        dtype, number, _ = tags[tag]
-        name = tifffile.TIFF.TAGS.get(tag, str(tag))
-        if dtype not in INTEGER_TYPE_SIZES or number != 1:
-            kind = f" ({tifffile.DATATYPE(dtype).name})" if dtype in set(tifffile.DATATYPE) else ""
-            msg = (
-                f"{where} declares {name} as {number} value(s) of TIFF type {dtype}{kind}; "
-                "it must be one integer (SHORT, LONG or LONG8), so the file is damaged"
-            )
-            raise DamagedFileError(msg)
-    strips = () if 322 in tags else (ROWS_PER_STRIP_TAG,)
-    for tag in (*INTEGERS_TAGS, *strips):
-        if tag in tags and tags[tag][0] not in INTEGER_TYPE_SIZES:
-            dtype = tags[tag][0]
-            name = tifffile.TIFF.TAGS.get(tag, str(tag))
-            kind = f" ({tifffile.DATATYPE(dtype).name})" if dtype in set(tifffile.DATATYPE) else ""
-            msg = (
-                f"{where} declares {name} of TIFF type {dtype}{kind}; it must be integers "
-                "(SHORT, LONG or LONG8), so the file is damaged"
-            )
-            raise DamagedFileError(msg)
-    planar = _inline_value(tags, PLANAR_TAG, order)
-    if planar is not None and planar not in PLANAR_VALUES:
-        msg = (
-            f"{where} declares PlanarConfiguration = {planar}; it must be 1 (contiguous) or 2 "
-            "(separate), so the file is damaged"
-        )
-        raise DamagedFileError(msg)
-
-
-#: Compressions for bilevel images only (CCITT RLE, Group 3, Group 4): a decoder given 8-bit
-#: data under one returns pixels without an error (fuzz seed 7919: a QPTIFF level 0's LZW
-#: made CCITT RLE read as wrong pixels, silently).
-BILEVEL_COMPRESSIONS = (2, 3, 4)
-
-
-def _check_layout_values(
-    tags: dict[int, tuple[int, int, bytes]], order: Literal["little", "big"], where: str
-) -> None:
-    """Refuse a directory with a tile side of 0 or one tile side without the other,
-    SamplesPerPixel outside 1 to :data:`MAX_SAMPLES`, or a bilevel compression over samples
-    that are not one bit.
-
-    A TileWidth of 0 made tifffile take the level for a stripped image: it left the
-    pyramid as an associated image (fuzz seed 7919: an SVS opened with 2 of its 3 levels).
-    """
-    for tag in (322, 323):
-        if tag in tags and _inline_value(tags, tag, order) == 0:
-            name = tifffile.TIFF.TAGS.get(tag, str(tag))
-            msg = f"{where} declares {name} = 0; a tile cannot be 0 pixels, so the file is damaged"
-            raise DamagedFileError(msg)
-    if (322 in tags) != (323 in tags):
-        # fuzz seed 27182818 (synthetic-svs-j2k/ifd_flip/27182818.250): TileWidth's code
-        # flipped; tifffile read the level as strips, and it became the slide's label
-        msg = (
-            f"{where} declares {'TileWidth' if 322 in tags else 'TileLength'} without "
-            f"{'TileLength' if 322 in tags else 'TileWidth'}; a tile has both, so the file "
-            "is damaged"
-        )
-        raise DamagedFileError(msg)
-    samples = _inline_value(tags, 277, order)
-    if samples is not None and not 1 <= samples <= MAX_SAMPLES:
-        # 0 made tifffile raise IndexError building its series, and "auto" opened the slide
-        # with OpenSlide, without that level (fuzz seed 27182818: svs-j2k-tcga/tag_value)
-        msg = (
-            f"{where} declares SamplesPerPixel = {samples}; a pixel has 1 to {MAX_SAMPLES} "
-            "samples, so the file is damaged"
-        )
-        raise DamagedFileError(msg)
-    compression = _inline_value(tags, 259, order)
-    if compression in BILEVEL_COMPRESSIONS:
-        bits = tags[258][1] == 1 and _inline_value(tags, 258, order) == 1 if 258 in tags else True
-        if (samples or 1) != 1 or not bits:
-            msg = (
-                f"{where} declares Compression {compression} (CCITT, for 1-bit images) over "
-                "samples of more than one bit; the file is damaged"
-            )
-            raise DamagedFileError(msg)
-
-
-def _subifd_offsets(
-    fh: BinaryIO,
-    tags: dict[int, tuple[int, int, bytes]],
-    order: Literal["little", "big"],
-    size: int,
-    where: str,
-) -> list[tuple[str, int]]:
-    """The offsets a directory's SubIFDs tag (330) lists (LONG, IFD, LONG8 or IFD8), each
-    with what it is; the list's own end where the list lies past the end of the file.
-
-    ``where``: the file and directory, for the error of a SubIFDs tag that lists no offsets.
-    """
-    if SUBIFDS_TAG not in tags:
-        return []
-    dtype, number, field = tags[SUBIFDS_TAG]
-    width = SUBIFD_TYPE_SIZES.get(dtype)
-    if width is None or not 0 < number <= MAX_DIRECTORIES:
-        # tifffile reads no SubIFDs then: a count 2 -> 0 hid an OME pyramid's 2 levels
-        kind = f" ({tifffile.DATATYPE(dtype).name})" if dtype in set(tifffile.DATATYPE) else ""
-        msg = (
-            f"{where} declares SubIFDs as {number:,} value(s) of TIFF type {dtype}{kind}; "
-            "SubIFDs lists 1 or more offsets (LONG, IFD, LONG8 or IFD8), so the file is damaged"
-        )
-        raise DamagedFileError(msg)
-    if number * width <= len(field):
-        raw = field[: number * width]
-    else:
-        where = int.from_bytes(field, order)
-        if where + number * width > size:
-            return [("the offsets of its SubIFDs ending", where + number * width)]
-        fh.seek(where)
-        raw = fh.read(number * width)
-    return [
-        ("a SubIFD", int.from_bytes(raw[i : i + width], order))
-        for i in range(0, number * width, width)
-    ]
-
-
-def _inline_value(
-    tags: dict[int, tuple[int, int, bytes]], tag: int, order: Literal["little", "big"]
-) -> int | None:
-    """The SHORT, LONG or LONG8 value of ``tag`` among a directory's entries, or ``None``."""
-    if tag not in tags:
-        return None
-    dtype, _, field = tags[tag]
-    width = INTEGER_TYPE_SIZES.get(dtype)
-    return None if width is None else int.from_bytes(field[:width], order)
 
 
 def _is_ndpi_name(location: Path | str) -> bool:
